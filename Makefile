@@ -1,0 +1,33 @@
+# Two entry points for a fresh machine: `make run` and `make test`.
+# Both bootstrap their own virtual environment from this repo's files.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PROTOS := $(wildcard proto/*.proto)
+STUBS  := idn/protos/.stamp
+
+.PHONY: run test proto models bench clean
+
+$(VENV)/.stamp: pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "IDN needs Python >= 3.11 (set PYTHON=...)"'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# Generated gRPC/protobuf stubs: built from proto/, never hand-edited, not committed.
+$(STUBS): $(PROTOS) $(VENV)/.stamp
+	$(PY) -m grpc_tools.protoc -Iidn/protos=proto --python_out=. --pyi_out=. --grpc_python_out=. $(PROTOS)
+	@touch $@
+
+proto: $(STUBS)
+
+test: $(STUBS)
+	$(PY) -m pytest -q
+
+run: $(STUBS)
+	$(VENV)/bin/idn demo
+
+clean:
+	rm -rf $(VENV) idn/protos/*_pb2*.py idn/protos/*.pyi $(STUBS) .pytest_cache

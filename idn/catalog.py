@@ -1,0 +1,218 @@
+"""The catalog: tasks and the ONNX variants that implement them (``models/catalog.yaml``).
+
+A task is what clients address (one input/output signature); a variant is one ONNX
+file implementing it, with the facts the placement optimiser trades off: size in
+bytes, accuracy measured on held-out data, and a latency profile per hardware class.
+
+File format (paths are relative to the catalog file)::
+
+    version: 1
+    hardware_classes:
+      cpu-2c: {description: "x86-64, 2 cores, ONNX Runtime CPU provider"}
+    tasks:
+      digits:
+        description: ...
+        inputs:  [{name: pixels, datatype: FP32, shape: [-1, 64]}]
+        outputs: [{name: probabilities, datatype: FP32, shape: [-1, 10]}]
+        labels: ["0", "1", ...]            # class index -> label (optional)
+        samples: samples/digits.npz        # held-out inputs + labels (optional)
+        variants:
+          digits-mlp-s:
+            file: digits/digits-mlp-s.onnx
+            sha256: <hex>
+            bytes: 12345
+            parameters: 3000
+            flops_per_sample: 6000
+            quantization: null | int8
+            accuracy: {top1: 0.91, split: heldout-perturbed, samples: 540}
+            latency:                        # per hardware class, per threading, per batch
+              cpu-2c:
+                single_thread:   {1: {p50_ms: 0.02, p95_ms: 0.03}, 8: {...}, 32: {...}}
+                default_threads: {1: {...}, 8: {...}, 32: {...}}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from idn.config import ConfigError, Fields, read_document, sha256_file
+
+DATATYPES = {"BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
+             "FP16", "FP32", "FP64", "BYTES"}
+THREADING_MODES = ("single_thread", "default_threads")
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    datatype: str
+    shape: tuple[int, ...]  # -1 for a dynamic dimension
+
+
+@dataclass(frozen=True)
+class LatencyPoint:
+    p50_ms: float
+    p95_ms: float
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    task: str
+    path: Path
+    sha256: str
+    bytes: int
+    parameters: int
+    flops_per_sample: float
+    accuracy: float  # top-1 (or the task's metric) on the held-out split, in [0, 1]
+    accuracy_split: str
+    accuracy_samples: int
+    quantization: str | None = None
+    # hardware class -> threading mode -> batch size -> latency
+    latency: dict[str, dict[str, dict[int, LatencyPoint]]] = field(default_factory=dict)
+
+    def latency_ms(self, hardware_class: str, batch: int = 1, threading: str = "single_thread",
+                   quantile: str = "p50") -> float | None:
+        """Measured latency on a hardware class, or None when that class was never profiled."""
+        point = self.latency.get(hardware_class, {}).get(threading, {}).get(batch)
+        if point is None:
+            return None
+        return point.p50_ms if quantile == "p50" else point.p95_ms
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    description: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    labels: tuple[str, ...]
+    samples: Path | None
+    variants: dict[str, Variant]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    path: Path | None
+    tasks: dict[str, Task]
+    hardware_classes: dict[str, str]  # name -> description
+
+    @property
+    def variants(self) -> dict[str, Variant]:
+        return {v.name: v for t in self.tasks.values() for v in t.variants.values()}
+
+    def variant(self, name: str) -> Variant:
+        for t in self.tasks.values():
+            if name in t.variants:
+                return t.variants[name]
+        raise KeyError(name)
+
+    def task_of(self, variant_name: str) -> Task:
+        return self.tasks[self.variant(variant_name).task]
+
+
+def _tensor_specs(f: Fields, key: str) -> tuple[TensorSpec, ...]:
+    raw = f.req(key, list)
+    specs = []
+    for i, item in enumerate(raw):
+        t = Fields(item, f.file, f"{f.path(key)}[{i}]")
+        dt = t.req("datatype", str)
+        if dt not in DATATYPES:
+            raise t.error("datatype", f"unknown datatype {dt!r}", f"use one of {sorted(DATATYPES)}")
+        shape = t.req("shape", list)
+        if not all(isinstance(d, int) and d >= -1 for d in shape):
+            raise t.error("shape", f"dimensions must be integers >= -1, got {shape}")
+        specs.append(TensorSpec(t.req("name", str), dt, tuple(shape)))
+    return tuple(specs)
+
+
+def _latency(f: Fields) -> dict[str, dict[str, dict[int, LatencyPoint]]]:
+    out: dict[str, dict[str, dict[int, LatencyPoint]]] = {}
+    for hw in f.data:
+        hwf = f.sub(hw)
+        hwf.check_keys(set(THREADING_MODES))
+        out[str(hw)] = {}
+        for mode in hwf.data:
+            mf = hwf.sub(mode)
+            points = {}
+            for batch in mf.data:
+                if not isinstance(batch, int) or batch < 1:
+                    raise mf.error(str(batch), "batch sizes must be positive integers")
+                pf = mf.sub(batch)
+                points[batch] = LatencyPoint(pf.positive("p50_ms"), pf.positive("p95_ms"))
+            out[str(hw)][mode] = points
+    return out
+
+
+def parse_catalog(doc: Any, file: str | Path | None = None, verify_hashes: bool = True) -> Catalog:
+    """Validate a catalog document. Relative files resolve against the catalog's folder."""
+    root = Fields(doc, file, "")
+    base = Path(file).parent if file is not None else Path(".")
+    hw = root.opt("hardware_classes", dict, {})
+    tasks: dict[str, Task] = {}
+    seen_variants: dict[str, str] = {}
+    tf_all = root.sub("tasks")
+    if not tf_all.data:
+        raise root.error("tasks", "no tasks defined", "add at least one task with variants")
+    for tname in tf_all.data:
+        tf = tf_all.sub(tname)
+        samples = tf.opt("samples", str, "")
+        vf_all = tf.sub("variants")
+        if not vf_all.data:
+            raise tf.error("variants", "task has no variants", "add at least one variant")
+        variants: dict[str, Variant] = {}
+        for vname in vf_all.data:
+            vf = vf_all.sub(vname)
+            if vname in seen_variants:
+                raise vf_all.error(str(vname), f"variant name already used by task {seen_variants[vname]!r}",
+                                   "variant names are global: rename one")
+            seen_variants[vname] = tname
+            path = base / vf.req("file", str)
+            sha = vf.req("sha256", str)
+            if verify_hashes:
+                if not path.is_file():
+                    raise vf.error("file", f"model file {path} does not exist",
+                                   "run `idn models build` or fix the path")
+                actual = sha256_file(path)
+                if actual != sha:
+                    raise vf.error("sha256", f"does not match {path} (file hashes to {actual})",
+                                   "the file changed: rebuild the zoo or update the catalog")
+            acc = vf.sub("accuracy")
+            top1 = acc.req("top1", float)
+            if not 0.0 <= top1 <= 1.0:
+                raise acc.error("top1", f"must be within [0, 1], got {top1}")
+            variants[vname] = Variant(
+                name=str(vname), task=str(tname), path=path, sha256=sha,
+                bytes=vf.positive("bytes", int), parameters=vf.positive("parameters", int, allow_zero=True, default=0),
+                flops_per_sample=vf.positive("flops_per_sample", float, allow_zero=True, default=0.0),
+                accuracy=top1, accuracy_split=acc.opt("split", str, ""), accuracy_samples=acc.opt("samples", int, 0),
+                quantization=vf.opt("quantization", str, None),  # type: ignore[arg-type]
+                latency=_latency(vf.sub("latency", required=False)),
+            )
+        tasks[str(tname)] = Task(
+            name=str(tname), description=tf.opt("description", str, ""),
+            inputs=_tensor_specs(tf, "inputs"), outputs=_tensor_specs(tf, "outputs"),
+            labels=tuple(str(x) for x in tf.opt("labels", list, [])),
+            samples=(base / samples) if samples else None, variants=variants,
+        )
+    return Catalog(path=Path(file) if file is not None else None, tasks=tasks,
+                   hardware_classes={str(k): str((v or {}).get("description", "")) if isinstance(v, dict) else str(v)
+                                     for k, v in hw.items()})
+
+
+def load_catalog(path: str | Path, verify_hashes: bool = True) -> Catalog:
+    """Load and validate ``catalog.yaml``; refuses a variant whose file does not hash to its sha256."""
+    return parse_catalog(read_document(path), path, verify_hashes=verify_hashes)
+
+
+DEFAULT_CATALOG = Path(__file__).resolve().parent.parent / "models" / "catalog.yaml"
+
+
+def default_catalog_path() -> Path:
+    """The zoo shipped with the repo (``models/catalog.yaml``)."""
+    if not DEFAULT_CATALOG.is_file():
+        raise ConfigError(DEFAULT_CATALOG, "<file>", "the model zoo catalog is missing",
+                          "run `idn models build` or pass --catalog")
+    return DEFAULT_CATALOG

@@ -1,0 +1,17 @@
+"""`idn` console script. Command modules register themselves on import."""
+
+import importlib
+
+from idn.cli.app import app
+
+# One module per command group; importing it registers its commands on `app`.
+_COMMAND_MODULES = [
+    # "idn.cli.node_cmd", "idn.cli.models_cmd", "idn.cli.solve_cmd", ... (added as each lands)
+]
+
+for _m in _COMMAND_MODULES:
+    importlib.import_module(_m)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,125 @@
+"""Reading the YAML/JSON files users write, with errors that say where and how to fix.
+
+Every loader in the domain layer (catalog, topology, demand, plan) reads its file
+through these helpers so that a mistake is reported as
+``<file>: <field>: <what is wrong> (fix: <what to do>)`` instead of a KeyError
+deep inside the solver or the node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A user-written file is wrong. Names the file, the field and the fix."""
+
+    def __init__(self, file: str | Path | None, field: str, problem: str, fix: str | None = None):
+        self.file = str(file) if file is not None else "<input>"
+        self.field = field
+        self.problem = problem
+        self.fix = fix
+        msg = f"{self.file}: {field}: {problem}"
+        if fix:
+            msg += f" (fix: {fix})"
+        super().__init__(msg)
+
+
+def read_document(path: str | Path) -> Any:
+    """Parse a YAML or JSON file (JSON is YAML, but its errors read better as JSON)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(p, "<file>", "file not found", "check the path") from None
+    except OSError as e:
+        raise ConfigError(p, "<file>", f"cannot read: {e.strerror}") from None
+    try:
+        if p.suffix == ".json":
+            return json.loads(text)
+        return yaml.safe_load(text)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise ConfigError(p, "<file>", f"not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def sha256_text(text: str | bytes) -> str:
+    return hashlib.sha256(text.encode() if isinstance(text, str) else text).hexdigest()
+
+
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true/false",
+               list: "a list", dict: "a mapping"}
+
+
+class Fields:
+    """Typed access to one mapping of a document, remembering where it sits.
+
+    ``Fields(doc, file, "nodes[2]").req("mem_mb", float)`` raises a ConfigError naming
+    ``nodes[2].mem_mb`` when the key is missing or has the wrong type.
+    """
+
+    def __init__(self, data: Any, file: str | Path | None, where: str):
+        if not isinstance(data, Mapping):
+            raise ConfigError(file, where or "<root>", f"expected a mapping, got {type(data).__name__}")
+        self.data = data
+        self.file = file
+        self.where = where
+
+    def path(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def error(self, key: str, problem: str, fix: str | None = None) -> ConfigError:
+        return ConfigError(self.file, self.path(key), problem, fix)
+
+    def req(self, key: str, typ: type[T], fix: str | None = None) -> T:
+        if key not in self.data:
+            raise self.error(key, "missing required field", fix or f"add `{key}: <{typ.__name__}>`")
+        return self._typed(key, self.data[key], typ)
+
+    def opt(self, key: str, typ: type[T], default: T) -> T:
+        if key not in self.data or self.data[key] is None:
+            return default
+        return self._typed(key, self.data[key], typ)
+
+    def sub(self, key: str, required: bool = True) -> "Fields":
+        if key not in self.data:
+            if required:
+                raise self.error(key, "missing required section", f"add a `{key}:` mapping")
+            return Fields({}, self.file, self.path(key))
+        return Fields(self.data[key], self.file, self.path(key))
+
+    def positive(self, key: str, typ: type[T] = float, default: T | None = None, allow_zero: bool = False) -> T:
+        v = self.req(key, typ) if default is None else self.opt(key, typ, default)
+        if v < 0 or (v == 0 and not allow_zero):
+            raise self.error(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+        return v
+
+    def check_keys(self, allowed: set[str]) -> None:
+        """Unknown keys are typos more often than not: refuse them."""
+        for k in self.data:
+            if k not in allowed:
+                raise self.error(str(k), "unknown field", f"use one of: {', '.join(sorted(allowed))}")
+
+    def _typed(self, key: str, value: Any, typ: type[T]) -> T:
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            return float(value)  # type: ignore[return-value]
+        if typ is int and isinstance(value, bool):
+            raise self.error(key, f"expected {_TYPE_NAMES[int]}, got {value!r}")
+        if not isinstance(value, typ):
+            raise self.error(key, f"expected {_TYPE_NAMES.get(typ, typ.__name__)}, got {value!r}")
+        return value
