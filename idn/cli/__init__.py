@@ -6,7 +6,7 @@ from idn.cli.app import app
 
 # One module per command group; importing it registers its commands on `app`.
 _COMMAND_MODULES = [
-    # "idn.cli.node_cmd", "idn.cli.models_cmd", "idn.cli.solve_cmd", ... (added as each lands)
+    "idn.cli.node_cmd",
 ]
 
 for _m in _COMMAND_MODULES:

@@ -1,0 +1,3 @@
+from idn.cli import main
+
+main()

@@ -1,0 +1,73 @@
+"""`idn node`: run one node daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from idn.catalog import load_catalog
+from idn.cli.app import app
+from idn.config import ConfigError
+from idn.node.server import NodeConfig, NodeServer
+from idn.node.settings import NodeSettings
+
+
+def parse_model_specs(specs: list[str]) -> dict[str, Path]:
+    """``NAME=PATH.onnx`` pairs -> mapping, with an error that says how to write one."""
+    out: dict[str, Path] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise typer.BadParameter(f"{spec!r}: expected NAME=PATH.onnx", param_hint="--model")
+        if name in out:
+            raise typer.BadParameter(f"model name {name!r} given twice", param_hint="--model")
+        if not Path(path).is_file():
+            raise typer.BadParameter(f"{path}: no such file", param_hint="--model")
+        out[name] = Path(path)
+    return out
+
+
+@app.command("node")
+def node(
+    listen: Annotated[str, typer.Option(help="HOST:PORT to serve on (port 0 picks a free one)")] = "127.0.0.1:8001",
+    model: Annotated[Optional[list[str]], typer.Option(help="NAME=PATH.onnx to serve (repeatable)")] = None,
+    catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml whose variants this node may load")] = None,
+    variant: Annotated[Optional[list[str]], typer.Option(help="catalog variant to load at start (repeatable)")] = None,
+    node_id: Annotated[str, typer.Option("--id", help="node id reported in responses")] = "",
+    provider: Annotated[Optional[list[str]], typer.Option(help="ONNX Runtime execution provider, in priority order "
+                                                         "(repeatable; default CPUExecutionProvider)")] = None,
+    intra_op_threads: Annotated[int, typer.Option(help="ORT threads per model run (0 = all cores)")] = 1,
+    workers: Annotated[int, typer.Option(help="worker threads running models (0 = one per core)")] = 0,
+    max_queue: Annotated[int, typer.Option(help="requests admitted per variant before RESOURCE_EXHAUSTED")] = 64,
+    max_message_mb: Annotated[float, typer.Option(help="largest gRPC message accepted, MiB")] = 64.0,
+    inline_max_us: Annotated[float, typer.Option(help="runs predicted shorter than this stay on the event loop")] = 200.0,
+    grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM")] = 5.0,
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+) -> None:
+    """Start a node daemon serving ONNX variants over the Open Inference Protocol v2 (gRPC)."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    models = parse_model_specs(model or [])
+    cat = None
+    if catalog is not None or variant:
+        from idn.catalog import default_catalog_path
+
+        try:
+            cat = load_catalog(catalog or default_catalog_path())
+        except ConfigError as e:
+            raise typer.BadParameter(str(e), param_hint="--catalog") from None
+        unknown = [v for v in variant or [] if v not in cat.variants]
+        if unknown:
+            raise typer.BadParameter(f"{unknown} not in the catalog; it has {sorted(cat.variants)}",
+                                     param_hint="--variant")
+    defaults = NodeSettings()
+    settings = NodeSettings(
+        providers=tuple(provider) if provider else defaults.providers,
+        intra_op_threads=intra_op_threads, workers=workers or defaults.workers, max_queue=max_queue,
+        max_message_bytes=int(max_message_mb * 1024 * 1024), inline_max_us=inline_max_us, grace_s=grace)
+    config = NodeConfig(listen=listen, node_id=node_id, models=models, catalog=cat,
+                        variants=list(variant or []), settings=settings)
+    asyncio.run(NodeServer(config).serve_forever())

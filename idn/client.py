@@ -1,0 +1,185 @@
+"""Python client for IDN nodes (and any Open Inference Protocol v2 gRPC server).
+
+Takes and returns numpy arrays; exposes the IDN response facts (``idn.node``,
+``idn.variant``, ``idn.server_us`` …) as attributes of the result. ``Client`` is
+synchronous, ``AsyncClient`` the asyncio twin; both share the message building.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import grpc
+import numpy as np
+
+from idn.node.grpc_service import param_value, set_param
+from idn.node.tensors import CONTENTS_FIELD, DTYPES, datatype_of, decode_raw, encode_raw
+from idn.protos import grpc_service_pb2 as pb
+from idn.protos import grpc_service_pb2_grpc as pb_grpc
+
+_MAX_MSG = 64 * 1024 * 1024
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MAX_MSG), ("grpc.max_send_message_length", _MAX_MSG)]
+
+
+@dataclass
+class InferResult:
+    model_name: str
+    model_version: str
+    id: str
+    outputs: dict[str, np.ndarray]
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def node(self) -> str | None:
+        return self.parameters.get("idn.node")
+
+    @property
+    def variant(self) -> str:
+        return self.parameters.get("idn.variant", self.model_name)
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.parameters.get("idn.accuracy")
+
+    @property
+    def hops(self) -> int:
+        return int(self.parameters.get("idn.hops", 0))
+
+    @property
+    def server_us(self) -> int | None:
+        return self.parameters.get("idn.server_us")
+
+    @property
+    def degraded(self) -> bool:
+        return bool(self.parameters.get("idn.degraded", False))
+
+    def output(self, name: str | None = None) -> np.ndarray:
+        """One output by name, or the only/first one."""
+        return self.outputs[name] if name else next(iter(self.outputs.values()))
+
+
+def build_request(model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
+                  parameters: Mapping[str, Any] | None = None, version: str = "", request_id: str = "",
+                  raw: bool = True) -> pb.ModelInferRequest:
+    req = pb.ModelInferRequest(model_name=model, model_version=version, id=request_id)
+    for name, arr in inputs.items():
+        arr = np.asarray(arr)
+        dt = datatype_of(arr)
+        t = req.inputs.add(name=name, datatype=dt, shape=arr.shape)
+        if raw:
+            req.raw_input_contents.append(encode_raw(arr))
+        else:
+            _fill_contents(t.contents, dt, arr)
+    for o in outputs or ():
+        req.outputs.add(name=o)
+    for k, v in (parameters or {}).items():
+        set_param(req.parameters[k], v)
+    return req
+
+
+def _fill_contents(contents: pb.InferTensorContents, datatype: str, arr: np.ndarray) -> None:
+    fld = CONTENTS_FIELD.get(datatype)
+    if fld is None:
+        raise ValueError(f"{datatype} has no typed contents field; use raw=True")
+    flat = arr.reshape(-1)
+    if datatype == "BYTES":
+        getattr(contents, fld).extend(x.encode() if isinstance(x, str) else bytes(x) for x in flat)
+    else:
+        getattr(contents, fld).extend(flat.tolist())
+
+
+def parse_response(resp: pb.ModelInferResponse) -> InferResult:
+    outs: dict[str, np.ndarray] = {}
+    raws = resp.raw_output_contents
+    for i, t in enumerate(resp.outputs):
+        shape = tuple(t.shape)
+        if raws:
+            arr = decode_raw(t.name, t.datatype, shape, raws[i], max_elements=1 << 62)
+            if t.datatype == "BYTES":
+                arr = np.vectorize(lambda s: s.encode("utf-8"), otypes=[object])(arr) if arr.size else arr
+        else:
+            vals = getattr(t.contents, CONTENTS_FIELD[t.datatype])
+            arr = np.array(list(vals), dtype=DTYPES[t.datatype]).reshape(shape)
+        outs[t.name] = arr
+    params = {k: param_value(v) for k, v in resp.parameters.items()}
+    return InferResult(resp.model_name, resp.model_version, resp.id, outs, params)
+
+
+class Client:
+    """Blocking client. ``Client("127.0.0.1:8001").infer("digits", {"input": x})``."""
+
+    def __init__(self, address: str, timeout: float | None = 10.0):
+        self.address = address
+        self.timeout = timeout
+        self.channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def live(self) -> bool:
+        return self.stub.ServerLive(pb.ServerLiveRequest(), timeout=self.timeout).live
+
+    def ready(self) -> bool:
+        return self.stub.ServerReady(pb.ServerReadyRequest(), timeout=self.timeout).ready
+
+    def model_ready(self, model: str, version: str = "") -> bool:
+        return self.stub.ModelReady(pb.ModelReadyRequest(name=model, version=version), timeout=self.timeout).ready
+
+    def metadata(self, model: str, version: str = "") -> pb.ModelMetadataResponse:
+        return self.stub.ModelMetadata(pb.ModelMetadataRequest(name=model, version=version), timeout=self.timeout)
+
+    def server_metadata(self) -> pb.ServerMetadataResponse:
+        return self.stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=self.timeout)
+
+    def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
+              parameters: Mapping[str, Any] | None = None, timeout: float | None = None, **kw: Any) -> InferResult:
+        req = build_request(model, inputs, outputs, parameters, **kw)
+        return parse_response(self.stub.ModelInfer(req, timeout=timeout or self.timeout))
+
+    def load(self, model: str) -> None:
+        self.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name=model), timeout=self.timeout)
+
+    def unload(self, model: str) -> None:
+        self.stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name=model), timeout=self.timeout)
+
+    def index(self, ready_only: bool = False) -> list[pb.RepositoryIndexResponse.ModelIndex]:
+        return list(self.stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=ready_only), timeout=self.timeout).models)
+
+
+class AsyncClient:
+    """asyncio client with the same calls as ``Client`` (awaitable)."""
+
+    def __init__(self, address: str, timeout: float | None = 10.0):
+        self.address = address
+        self.timeout = timeout
+        self.channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def ready(self) -> bool:
+        return (await self.stub.ServerReady(pb.ServerReadyRequest(), timeout=self.timeout)).ready
+
+    async def metadata(self, model: str, version: str = "") -> pb.ModelMetadataResponse:
+        return await self.stub.ModelMetadata(pb.ModelMetadataRequest(name=model, version=version), timeout=self.timeout)
+
+    async def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
+                    parameters: Mapping[str, Any] | None = None, timeout: float | None = None,
+                    **kw: Any) -> InferResult:
+        req = build_request(model, inputs, outputs, parameters, **kw)
+        return parse_response(await self.stub.ModelInfer(req, timeout=timeout or self.timeout))

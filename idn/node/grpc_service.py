@@ -1,0 +1,181 @@
+"""gRPC adapter: ``inference.GRPCInferenceService`` over the data plane.
+
+Only translation lives here: protobuf messages <-> data-plane types, data-plane
+errors <-> gRPC status codes. Any exception a handler did not expect becomes
+INTERNAL with its message; the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import grpc
+
+from idn.node.dataplane import DataPlane, InferenceRequest, InputTensor
+from idn.node.errors import DataPlaneError, InvalidInput
+from idn.node.tensors import encode_raw
+from idn.protos import grpc_service_pb2 as pb
+from idn.protos import grpc_service_pb2_grpc as pb_grpc
+
+log = logging.getLogger("idn.node")
+
+
+def param_value(p: pb.InferParameter) -> Any:
+    which = p.WhichOneof("parameter_choice")
+    return getattr(p, which) if which else None
+
+
+def set_param(dst: pb.InferParameter, value: Any) -> None:
+    if isinstance(value, bool):
+        dst.bool_param = value
+    elif isinstance(value, int):
+        dst.int64_param = value
+    elif isinstance(value, float):
+        dst.double_param = value
+    else:
+        dst.string_param = str(value)
+
+
+def request_from_proto(msg: pb.ModelInferRequest) -> InferenceRequest:
+    raws = msg.raw_input_contents
+    if raws and len(raws) != len(msg.inputs):
+        raise InvalidInput(f"raw_input_contents has {len(raws)} entries for {len(msg.inputs)} inputs; "
+                           "send one per input, in order")
+    inputs = []
+    for i, t in enumerate(msg.inputs):
+        has_contents = t.HasField("contents")
+        if raws:
+            if has_contents:
+                raise InvalidInput(f"input '{t.name}': both raw_input_contents and typed contents are set; "
+                                   "use one or the other")
+            inputs.append(InputTensor(t.name, t.datatype, tuple(t.shape), raw=raws[i]))
+        else:
+            inputs.append(InputTensor(t.name, t.datatype, tuple(t.shape),
+                                      contents=t.contents if has_contents else None))
+    params = {k: param_value(v) for k, v in msg.parameters.items()} if msg.parameters else {}
+    return InferenceRequest(msg.model_name, msg.model_version, msg.id, params, inputs,
+                            [o.name for o in msg.outputs])
+
+
+def _tensor_meta(dst: Any, metas: Any) -> None:
+    for m in metas:
+        dst.add(name=m.name, datatype=m.datatype, shape=m.shape)
+
+
+class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
+    def __init__(self, dataplane: DataPlane):
+        self.dp = dataplane
+
+    async def _fail(self, context: grpc.aio.ServicerContext, err: Exception) -> None:
+        if isinstance(err, DataPlaneError):
+            code = getattr(grpc.StatusCode, err.status.value)
+            await context.abort(code, err.message)
+        log.exception("unexpected error in handler")
+        await context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
+
+    async def ServerLive(self, request, context):
+        return pb.ServerLiveResponse(live=self.dp.live())
+
+    async def ServerReady(self, request, context):
+        return pb.ServerReadyResponse(ready=self.dp.ready())
+
+    async def ModelReady(self, request, context):
+        return pb.ModelReadyResponse(ready=self.dp.model_ready(request.name, request.version))
+
+    async def ServerMetadata(self, request, context):
+        name, version, ext = self.dp.server_metadata()
+        return pb.ServerMetadataResponse(name=name, version=version, extensions=ext)
+
+    async def ModelMetadata(self, request, context):
+        try:
+            md = self.dp.model_metadata(request.name, request.version)
+        except Exception as e:
+            await self._fail(context, e)
+        resp = pb.ModelMetadataResponse(name=md.name, versions=md.versions, platform=md.platform)
+        _tensor_meta(resp.inputs, md.inputs)
+        _tensor_meta(resp.outputs, md.outputs)
+        return resp
+
+    async def ModelInfer(self, request, context):
+        try:
+            res = await self.dp.infer(request_from_proto(request))
+        except Exception as e:
+            await self._fail(context, e)
+        resp = pb.ModelInferResponse(model_name=res.model_name, model_version=res.model_version, id=res.id)
+        for k, v in res.parameters.items():
+            set_param(resp.parameters[k], v)
+        raws = resp.raw_output_contents
+        for o in res.outputs:
+            resp.outputs.add(name=o.name, datatype=o.datatype, shape=o.data.shape)
+            raws.append(encode_raw(o.data))
+        return resp
+
+    async def RepositoryIndex(self, request, context):
+        resp = pb.RepositoryIndexResponse()
+        for st in self.dp.repository_index(request.ready):
+            resp.models.add(name=st.name, version="1", state=st.state, reason=st.reason)
+        return resp
+
+    async def RepositoryModelLoad(self, request, context):
+        try:
+            await self.dp.load(request.model_name, _uploaded_model(request))
+        except Exception as e:
+            await self._fail(context, e)
+        return pb.RepositoryModelLoadResponse()
+
+    async def RepositoryModelUnload(self, request, context):
+        try:
+            await self.dp.unload(request.model_name)
+        except Exception as e:
+            await self._fail(context, e)
+        return pb.RepositoryModelUnloadResponse()
+
+
+class _Undecodable:
+    """Stands in for a request whose bytes did not parse, so the handler can answer it."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+def _tolerant(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as e:  # protobuf's DecodeError
+            return _Undecodable(e)
+    return deserialize
+
+
+def add_servicer(servicer: pb_grpc.GRPCInferenceServiceServicer, server: grpc.aio.Server) -> None:
+    """Register like the generated ``add_..._to_server``, but a request that does not parse
+    gets INVALID_ARGUMENT with the parser's message instead of gRPC's UNKNOWN."""
+    service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
+    handlers = {}
+    for method in service.methods:
+        req_cls = getattr(pb, method.input_type.name)
+        resp_cls = getattr(pb, method.output_type.name)
+        handlers[method.name] = grpc.unary_unary_rpc_method_handler(
+            _guard(getattr(servicer, method.name), method.input_type.full_name),
+            request_deserializer=_tolerant(req_cls.FromString),
+            response_serializer=resp_cls.SerializeToString)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
+def _guard(handler: Callable[..., Any], type_name: str) -> Callable[..., Any]:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        if isinstance(request, _Undecodable):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"request is not a valid {type_name} message: {request.error}")
+        return await handler(request, context)
+    return guarded
+
+
+def _uploaded_model(request: pb.RepositoryModelLoadRequest) -> bytes | None:
+    """Triton's load-with-files convention: a ``file:<path>.onnx`` parameter carries the model bytes."""
+    files = {k: v.bytes_param for k, v in request.parameters.items() if k.startswith("file:")}
+    onnx_files = [b for k, b in files.items() if k.endswith(".onnx")]
+    if len(onnx_files) > 1:
+        raise InvalidInput("load request carries more than one .onnx file; send exactly one")
+    return onnx_files[0] if onnx_files else None

@@ -1,0 +1,117 @@
+"""The node daemon: a grpc.aio server hosting the data plane, health and reflection.
+
+Lifecycle: bind, load every configured variant (readiness and the health service
+turn SERVING only when all are in), log one line with address and variants, serve.
+On SIGTERM/SIGINT: stop accepting (readiness false, health NOT_SERVING), give
+in-flight requests ``grace_s`` to finish, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from idn.catalog import Catalog
+from idn.node.dataplane import DataPlane
+from idn.node.grpc_service import InferenceServicer, add_servicer
+from idn.node.repository import ModelRepository
+from idn.node.settings import NodeSettings
+from idn.protos import grpc_service_pb2 as pb
+
+log = logging.getLogger("idn.node")
+
+INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+
+
+@dataclass
+class NodeConfig:
+    listen: str = "127.0.0.1:0"
+    node_id: str = ""
+    models: dict[str, Path] = field(default_factory=dict)  # NAME -> PATH, loaded at start
+    catalog: Catalog | None = None
+    variants: list[str] = field(default_factory=list)  # catalog variants loaded at start
+    settings: NodeSettings = field(default_factory=NodeSettings)
+
+
+def grpc_options(settings: NodeSettings) -> list[tuple[str, int]]:
+    return [
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class NodeServer:
+    def __init__(self, config: NodeConfig):
+        self.config = config
+        s = config.settings
+        self.executor = ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="idn-ort")
+        self.repository = ModelRepository(s, self.executor, sources=config.models, catalog=config.catalog)
+        self.dataplane = DataPlane(self.repository, s, self.executor, node_id=config.node_id)
+        self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self.server: grpc.aio.Server | None = None
+        self.port: int = 0
+        self._stopped = asyncio.Event()
+
+    @property
+    def address(self) -> str:
+        host = self.config.listen.rsplit(":", 1)[0]
+        return f"{host}:{self.port}"
+
+    async def start(self) -> None:
+        s = self.config.settings
+        self.server = grpc.aio.server(options=grpc_options(s))
+        add_servicer(InferenceServicer(self.dataplane), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (INFERENCE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), self.server)
+        self.port = self.server.add_insecure_port(self.config.listen)
+        if self.port == 0:
+            raise OSError(f"cannot listen on {self.config.listen}")
+        await self._set_health(False)
+        await self.server.start()
+        await self.repository.load_all([*self.config.models, *self.config.variants])
+        await self._set_health(self.dataplane.ready())
+        log.info("idn node %s listening on %s serving %s", self.config.node_id or "-", self.address,
+                 sorted(self.repository.loaded) or "no variants")
+
+    async def _set_health(self, serving: bool) -> None:
+        st = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for svc in ("", INFERENCE_SERVICE):
+            r = self.health.set(svc, st)
+            if asyncio.iscoroutine(r):
+                await r
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish within the grace period."""
+        if self.server is None or self._stopped.is_set():
+            return
+        self.dataplane.accepting = False
+        await self._set_health(False)
+        await self.server.stop(self.config.settings.grace_s if grace is None else grace)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._stopped.set()
+
+    async def wait(self) -> None:
+        await self._stopped.wait()
+
+    async def serve_forever(self) -> None:
+        """Start, install SIGTERM/SIGINT handlers, and return after a clean shutdown."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda s=sig: asyncio.ensure_future(self._on_signal(s)))
+        await self.wait()
+
+    async def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("received %s: draining in-flight requests (grace %.1fs)", sig.name, self.config.settings.grace_s)
+        await self.stop()

@@ -1,0 +1,28 @@
+"""A node's runtime settings: one place for the knobs and their defaults."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    # ONNX Runtime execution providers in priority order; a GPU node is one line:
+    # ("CUDAExecutionProvider", "CPUExecutionProvider").
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    # Threads ONNX Runtime may use inside one model run (0 = ORT's default: all cores).
+    intra_op_threads: int = 1
+    # Worker threads that run sessions off the event loop (ORT releases the GIL).
+    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # Requests admitted per variant (running + waiting); the next gets RESOURCE_EXHAUSTED.
+    max_queue: int = 64
+    # gRPC message size limit, both directions.
+    max_message_bytes: int = 64 * 1024 * 1024
+    # Largest tensor accepted, in elements (guards against absurd shapes).
+    max_elements: int = 16 * 1024 * 1024
+    # Runs predicted shorter than this run on the event loop thread: a thread hand-off
+    # costs more than the run itself. 0 sends every run to the worker pool.
+    inline_max_us: float = 200.0
+    # Seconds in-flight requests get to finish on SIGTERM/SIGINT.
+    grace_s: float = 5.0

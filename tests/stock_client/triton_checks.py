@@ -1,0 +1,82 @@
+"""Checks run with the stock ``tritonclient.grpc``, in a process of their own.
+
+tritonclient registers its own copy of the ``inference.*`` protobuf messages in the
+process-wide descriptor pool; so do IDN's stubs, and the pool refuses duplicates. A
+stock client never shares a process with an IDN node, so these checks run as
+``python triton_checks.py ADDRESS CHECK`` from tests/test_node_tritonclient.py.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import tritonclient.grpc as tc
+from tritonclient.utils import InferenceServerException
+
+
+def health_and_metadata(c: tc.InferenceServerClient) -> None:
+    assert c.is_server_live() and c.is_server_ready()
+    assert c.is_model_ready("linear")
+    md = c.get_model_metadata("linear", as_json=True)
+    assert md["platform"] == "onnx_onnxv1", md
+    assert md["inputs"] == [{"name": "input", "datatype": "FP32", "shape": ["-1", "4"]}], md
+    assert c.get_server_metadata().name == "idn"
+
+
+def fp32(c: tc.InferenceServerClient) -> None:
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    inp = tc.InferInput("input", [2, 4], "FP32")
+    inp.set_data_from_numpy(x)
+    res = c.infer("linear", [inp], outputs=[tc.InferRequestedOutput("logits"), tc.InferRequestedOutput("label")])
+    logits, label = res.as_numpy("logits"), res.as_numpy("label")
+    assert logits.shape == (2, 3) and logits.dtype == np.float32
+    assert label.dtype == np.int64
+    np.testing.assert_array_equal(label, logits.argmax(1))
+    assert res.get_response().parameters["idn.variant"].string_param == "linear"
+
+
+def int64(c: tc.InferenceServerClient) -> None:
+    x = np.array([np.iinfo(np.int64).min, -1, 0, np.iinfo(np.int64).max], dtype=np.int64)
+    inp = tc.InferInput("x", [4], "INT64")
+    inp.set_data_from_numpy(x)
+    np.testing.assert_array_equal(c.infer("ints", [inp]).as_numpy("y"), x)
+
+
+def bytes_round_trip(c: tc.InferenceServerClient) -> None:
+    x = np.array([b"hello", b"", "\u00fcn\u00ef".encode(), b"a\x00b"], dtype=np.object_)
+    inp = tc.InferInput("x", [4], "BYTES")
+    inp.set_data_from_numpy(x)
+    out = c.infer("strings", [inp]).as_numpy("y")
+    assert out.tolist() == x.tolist(), out
+
+
+def load_unload(c: tc.InferenceServerClient) -> None:
+    c.unload_model("fixed")
+    assert not c.is_model_ready("fixed")
+    index = {m["name"]: m.get("state") for m in c.get_model_repository_index(as_json=True)["models"]}
+    assert index["fixed"] == "UNAVAILABLE", index
+    c.load_model("fixed")
+    assert c.is_model_ready("fixed")
+
+
+def error_status(c: tc.InferenceServerClient) -> None:
+    inp = tc.InferInput("input", [1, 5], "FP32")
+    inp.set_data_from_numpy(np.ones((1, 5), np.float32))
+    try:
+        c.infer("linear", [inp])
+    except InferenceServerException as e:
+        assert "INVALID_ARGUMENT" in str(e.status()) and "input" in e.message(), (e.status(), e.message())
+    else:
+        raise AssertionError("a wrong shape was accepted")
+
+
+CHECKS = {f.__name__: f for f in (health_and_metadata, fp32, int64, bytes_round_trip, load_unload, error_status)}
+
+if __name__ == "__main__":
+    address, *names = sys.argv[1:]
+    client = tc.InferenceServerClient(url=address)
+    for name in names or CHECKS:
+        CHECKS[name](client)
+        print("ok", name)
+    client.close()

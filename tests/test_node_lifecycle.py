@@ -1,0 +1,139 @@
+"""Lifecycle and concurrency: the real `idn node` process, signals, readiness, admission control."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+
+from idn.client import AsyncClient, Client
+from tests.conftest import start_node
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_node(args: list[str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "idn.cli", "node", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def wait_line(proc: subprocess.Popen, needle: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return line
+    raise AssertionError(f"{needle!r} not seen; output: {''.join(lines)}")
+
+
+def test_cli_node_serves_logs_and_drains_on_sigterm(model_dir):
+    port = free_port()
+    proc = spawn_node(["--listen", f"127.0.0.1:{port}", "--model", f"linear={model_dir / 'linear.onnx'}",
+                       "--model", f"slow={model_dir / 'slow.onnx'}", "--id", "n1", "--grace", "10"])
+    try:
+        line = wait_line(proc, "listening on")
+        assert f"127.0.0.1:{port}" in line and "linear" in line and "slow" in line
+        addr = f"127.0.0.1:{port}"
+        with Client(addr) as c:
+            assert c.ready()
+            assert c.infer("linear", {"input": np.ones((1, 4), np.float32)}).node == "n1"
+
+        async def in_flight_then_sigterm():
+            async with AsyncClient(addr, timeout=30) as ac:
+                x = np.ones((256, 384), np.float32)  # ~0.1-1 s of matmuls
+                task = asyncio.ensure_future(ac.infer("slow", {"x": x}))
+                await asyncio.sleep(0.05)
+                proc.send_signal(signal.SIGTERM)
+                return await task
+
+        res = asyncio.run(in_flight_then_sigterm())
+        assert res.output().shape == (256, 384)  # the in-flight request finished
+        assert proc.wait(20) == 0
+        assert "SIGTERM" in proc.stdout.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_cli_rejects_bad_model_spec(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "idn.cli", "node", "--model", "no-equals-sign"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "NAME=PATH" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "idn.cli", "node", "--model", f"m={tmp_path / 'missing.onnx'}"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode != 0 and "no such file" in proc.stderr
+
+
+def test_readiness_waits_for_every_configured_model(model_dir):
+    n = start_node(model_dir, ["linear"])
+    try:
+        with Client(n.address) as c:
+            assert c.ready()
+            c.unload("linear")
+            assert not c.ready()  # a configured model is missing
+            c.load("linear")
+            assert c.ready()
+    finally:
+        n.stop()
+
+
+def test_overload_is_refused_fast_and_slow_model_does_not_stall_others(model_dir):
+    n = start_node(model_dir, ["linear", "slow"], max_queue=2, workers=2)
+    try:
+        async def scenario():
+            async with AsyncClient(n.address, timeout=30) as ac:
+                x = np.ones((128, 384), np.float32)
+                slow = [asyncio.ensure_future(ac.infer("slow", {"x": x})) for _ in range(8)]
+                await asyncio.sleep(0.02)
+                t0 = time.perf_counter()
+                fast = await ac.infer("linear", {"input": np.ones((1, 4), np.float32)})
+                fast_s = time.perf_counter() - t0
+                results = await asyncio.gather(*slow, return_exceptions=True)
+                return fast, fast_s, results
+
+        fast, fast_s, results = asyncio.run(scenario())
+        refused = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+        served = [r for r in results if not isinstance(r, Exception)]
+        assert len(served) >= 2 and len(refused) >= 1 and len(served) + len(refused) == 8
+        assert all(r.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "limit 2" in r.details() for r in refused)
+        assert fast.outputs["label"].shape == (1,)
+    finally:
+        n.stop()
+
+
+def test_upload_model_bytes_over_the_repository_api(model_dir):
+    from idn.protos import grpc_service_pb2 as pb
+
+    n = start_node(model_dir, [])
+    try:
+        with Client(n.address) as c:
+            req = pb.RepositoryModelLoadRequest(model_name="uploaded")
+            req.parameters["file:1/model.onnx"].bytes_param = (model_dir / "linear.onnx").read_bytes()
+            c.stub.RepositoryModelLoad(req, timeout=10)
+            assert c.infer("uploaded", {"input": np.ones((1, 4), np.float32)}).outputs["logits"].shape == (1, 3)
+            bad = pb.RepositoryModelLoadRequest(model_name="broken")
+            bad.parameters["file:1/model.onnx"].bytes_param = b"not an onnx model"
+            with pytest.raises(grpc.RpcError) as e:
+                c.stub.RepositoryModelLoad(bad, timeout=10)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "broken" in e.value.details()
+            assert {m.name: m.state for m in c.index()}["broken"] == "UNAVAILABLE"
+    finally:
+        n.stop()

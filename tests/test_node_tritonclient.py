@@ -1,0 +1,38 @@
+"""The node with the stock tritonclient.grpc client, unmodified: wire compatibility.
+
+The client runs in a subprocess (see stock_client/triton_checks.py for why).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_node
+
+SCRIPT = Path(__file__).parent / "stock_client" / "triton_checks.py"
+CHECKS = ["health_and_metadata", "fp32", "int64", "bytes_round_trip", "load_unload", "error_status"]
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("tritonclient") is None,
+                                reason="tritonclient[grpc] is in the test extra")
+
+
+@pytest.fixture(scope="module")
+def triton_node(model_dir):
+    from tests import onnx_models
+
+    onnx_models.identity(model_dir / "ints.onnx", "INT64", ["N"])
+    n = start_node(model_dir, ["linear", "strings", "fixed", "ints"])
+    yield n
+    n.stop()
+
+
+def test_stock_tritonclient(triton_node):
+    proc = subprocess.run([sys.executable, str(SCRIPT), triton_node.address, *CHECKS],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.split() == [w for c in CHECKS for w in ("ok", c)]
