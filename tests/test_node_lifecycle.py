@@ -137,3 +137,34 @@ def test_upload_model_bytes_over_the_repository_api(model_dir):
             assert {m.name: m.state for m in c.index()}["broken"] == "UNAVAILABLE"
     finally:
         n.stop()
+
+
+def test_dynamic_batching_merges_waiting_requests_and_splits_answers(model_dir):
+    n = start_node(model_dir, ["slow", "linear"], max_batch=16, workers=1, inline_max_us=0)
+    try:
+        async def scenario():
+            async with AsyncClient(n.address, timeout=30) as ac:
+                xs = [np.full((1 + i % 3, 384), i, np.float32) for i in range(12)]
+                res = await asyncio.gather(*(ac.infer("slow", {"x": x}) for x in xs))
+                return xs, res
+
+        xs, res = asyncio.run(scenario())
+        for x, r in zip(xs, res):
+            assert r.output().shape == x.shape
+        # Each answer is that request's own rows: rows of request i all derive from the value i.
+        vals = [r.output()[:, 0] for r in res]
+        assert all(np.allclose(v, v[0]) for v in vals) and len({round(float(v[0]), 3) for v in vals}) == 12
+        b = n.server.repository.get("slow").batcher
+        assert b.merged >= 2 and b.batches < 12  # some requests shared a run
+        assert n.server.repository.get("linear").batcher is not None
+    finally:
+        n.stop()
+
+
+def test_models_without_dynamic_leading_dims_are_not_batched(model_dir):
+    n = start_node(model_dir, ["fixed", "failing"], max_batch=16)
+    try:
+        assert n.server.repository.get("fixed").batcher is None
+        assert n.server.repository.get("failing").batcher is None
+    finally:
+        n.stop()

@@ -45,6 +45,8 @@ def node(
     max_queue: Annotated[int, typer.Option(help="requests admitted per variant before RESOURCE_EXHAUSTED")] = 64,
     max_message_mb: Annotated[float, typer.Option(help="largest gRPC message accepted, MiB")] = 64.0,
     inline_max_us: Annotated[float, typer.Option(help="runs predicted shorter than this stay on the event loop")] = 200.0,
+    max_batch: Annotated[int, typer.Option(help="dynamic batching: merge waiting requests up to this many "
+                                                "samples per run (1 = off)")] = 1,
     grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM")] = 5.0,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
@@ -67,7 +69,8 @@ def node(
     settings = NodeSettings(
         providers=tuple(provider) if provider else defaults.providers,
         intra_op_threads=intra_op_threads, workers=workers or defaults.workers, max_queue=max_queue,
-        max_message_bytes=int(max_message_mb * 1024 * 1024), inline_max_us=inline_max_us, grace_s=grace)
+        max_message_bytes=int(max_message_mb * 1024 * 1024), inline_max_us=inline_max_us, max_batch=max_batch,
+        grace_s=grace)
     config = NodeConfig(listen=listen, node_id=node_id, models=models, catalog=cat,
                         variants=list(variant or []), settings=settings)
     asyncio.run(NodeServer(config).serve_forever())

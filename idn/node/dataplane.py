@@ -128,7 +128,7 @@ class DataPlane:
         feeds, batch = self.decode_inputs(rt, request.inputs)
         if request.outputs:
             rt.check_outputs(request.outputs)
-        arrays = await rt.run(feeds, request.outputs, batch, self.executor)
+        arrays = await rt.run(feeds, request.outputs, batch)
         names = request.outputs or rt.output_names
         metas = {m.name: m for m in rt.outputs}
         outputs = [OutputTensor(n, metas[n].datatype, a) for n, a in zip(names, arrays)]

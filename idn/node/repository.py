@@ -81,7 +81,8 @@ class ModelRepository:
                     if got != want:
                         raise DataPlaneError(f"model '{name}': {source} hashes to {got}, the catalog says {want}",
                                              Status.FAILED_PRECONDITION)
-                rt = await loop.run_in_executor(self.executor, VariantRuntime, name, source, self.settings)
+                rt = await loop.run_in_executor(self.executor, VariantRuntime, name, source, self.settings,
+                                                self.executor)
             except DataPlaneError as e:
                 self.states[name] = ModelState(name, "UNAVAILABLE", str(e))
                 raise

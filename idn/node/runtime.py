@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from idn.node.batcher import Batcher
 from idn.node.errors import InvalidInput, ModelFailed, Overloaded
 from idn.node.settings import NodeSettings
 from idn.node.tensors import ORT_TYPES, TensorMeta, to_wire_shape
@@ -39,7 +40,8 @@ def _metas(args: Sequence[ort.NodeArg]) -> tuple[TensorMeta, ...]:
 class VariantRuntime:
     """An ONNX model ready to run, with a bounded number of admitted requests."""
 
-    def __init__(self, name: str, path: str | Path | bytes, settings: NodeSettings, version: str = "1"):
+    def __init__(self, name: str, path: str | Path | bytes, settings: NodeSettings,
+                 executor: Executor | None = None, version: str = "1"):
         self.name = name
         self.version = version
         self.path = path if isinstance(path, bytes) else Path(path)
@@ -55,8 +57,12 @@ class VariantRuntime:
         self.outputs = _metas(self.session.get_outputs())
         self.input_by_name = {m.name: m for m in self.inputs}
         self.output_names = tuple(m.name for m in self.outputs)
+        self.batchable = settings.max_batch > 1 and all(
+            m.shape and m.shape[0] == -1 for m in (*self.inputs, *self.outputs))
+        self.batcher = Batcher(self._execute, settings.max_batch) if self.batchable else None
         self.inflight = 0
         self._drained: asyncio.Event | None = None
+        self.executor = executor
         self._us_per_sample: float | None = None  # None until measured: first runs go to the pool
 
     # -- validation ---------------------------------------------------------------------------
@@ -104,23 +110,29 @@ class VariantRuntime:
         self._us_per_sample = per_sample if est is None else est + _EWMA * (per_sample - est)
         return result
 
-    async def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None, batch: int,
-                  executor: Executor | None) -> list[np.ndarray]:
+    async def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None, batch: int) -> list[np.ndarray]:
         """Run with admission control: at most ``max_queue`` requests admitted at once."""
         if self.inflight >= self.settings.max_queue:
             raise Overloaded(f"model '{self.name}' has {self.inflight} requests admitted "
                              f"(limit {self.settings.max_queue}); retry later")
         self.inflight += 1
         try:
-            est = self._us_per_sample
-            if est is not None and est * batch <= self.settings.inline_max_us:
-                return self.run_sync(feeds, outputs, batch)
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(executor, self.run_sync, feeds, outputs, batch)
+            if self.batcher is not None and batch < self.settings.max_batch:
+                return await self.batcher.submit(feeds, outputs, batch)
+            return await self._execute(feeds, outputs, batch)
         finally:
             self.inflight -= 1
             if self.inflight == 0 and self._drained is not None:
                 self._drained.set()
+
+    async def _execute(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None,
+                       batch: int) -> list[np.ndarray]:
+        """Inline when predicted cheaper than a thread hand-off, else in the worker pool."""
+        est = self._us_per_sample
+        if est is not None and est * batch <= self.settings.inline_max_us:
+            return self.run_sync(feeds, outputs, batch)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, self.run_sync, feeds, outputs, batch)
 
     async def drained(self) -> None:
         """Wait until no admitted request is still running (used before unloading)."""

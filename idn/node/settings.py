@@ -24,5 +24,9 @@ class NodeSettings:
     # Runs predicted shorter than this run on the event loop thread: a thread hand-off
     # costs more than the run itself. 0 sends every run to the worker pool.
     inline_max_us: float = 200.0
+    # Dynamic batching: requests for one variant waiting in the same event-loop turn are
+    # merged into one run of at most this many samples (1 = off). Only variants whose
+    # inputs and outputs all have a dynamic leading dimension are batched.
+    max_batch: int = 1
     # Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     grace_s: float = 5.0
