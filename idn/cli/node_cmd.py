@@ -9,11 +9,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from idn.catalog import load_catalog
+from idn.catalog import default_catalog_path, load_catalog
 from idn.cli.app import app
 from idn.config import ConfigError
 from idn.node.server import NodeConfig, NodeServer
 from idn.node.settings import NodeSettings
+from idn.plan import check_plan_against, load_plan
+from idn.topology import load_topology
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, Path]:
@@ -33,11 +35,21 @@ def parse_model_specs(specs: list[str]) -> dict[str, Path]:
 
 @app.command("node")
 def node(
-    listen: Annotated[str, typer.Option(help="HOST:PORT to serve on (port 0 picks a free one)")] = "127.0.0.1:8001",
+    topology: Annotated[Optional[Path], typer.Option(help="topology.yaml: this node's address, tier, capacity "
+                                                     "and neighbours come from it (with --id)")] = None,
+    node_id: Annotated[str, typer.Option("--id", help="node id (in the topology; reported in responses)")] = "",
+    plan: Annotated[Optional[Path], typer.Option(help="plan to apply at start when none was persisted")] = None,
+    state_dir: Annotated[Optional[Path], typer.Option(help="persist the last applied plan here; restored on "
+                                                      "restart")] = None,
+    control_token: Annotated[Optional[str], typer.Option(envvar="IDN_CONTROL_TOKEN",
+                                                         help="token control calls must carry")] = None,
+    emulate: Annotated[bool, typer.Option(help="EMULATION on one machine: sleep each link's one-way delay on "
+                                          "forwards and stretch compute by the node's slowdown")] = False,
+    listen: Annotated[Optional[str], typer.Option(help="HOST:PORT to serve on (default: the topology's address, "
+                                                  "else 127.0.0.1:8001; port 0 picks a free one)")] = None,
     model: Annotated[Optional[list[str]], typer.Option(help="NAME=PATH.onnx to serve (repeatable)")] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml whose variants this node may load")] = None,
     variant: Annotated[Optional[list[str]], typer.Option(help="catalog variant to load at start (repeatable)")] = None,
-    node_id: Annotated[str, typer.Option("--id", help="node id reported in responses")] = "",
     provider: Annotated[Optional[list[str]], typer.Option(help="ONNX Runtime execution provider, in priority order "
                                                          "(repeatable; default CPUExecutionProvider)")] = None,
     intra_op_threads: Annotated[int, typer.Option(help="ORT threads per model run (0 = all cores)")] = 1,
@@ -53,14 +65,24 @@ def node(
     """Start a node daemon serving ONNX variants over the Open Inference Protocol v2 (gRPC)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     models = parse_model_specs(model or [])
-    cat = None
-    if catalog is not None or variant:
-        from idn.catalog import default_catalog_path
-
-        try:
+    topo, the_plan, cat = None, None, None
+    try:
+        if topology is not None:
+            topo = load_topology(topology)
+            if node_id not in topo.nodes:
+                raise typer.BadParameter(f"{node_id!r} is not a node of {topology}; nodes: {sorted(topo.nodes)}",
+                                         param_hint="--id")
+            listen = listen or topo.node(node_id).address
+        if catalog is not None or variant or topo is not None:
             cat = load_catalog(catalog or default_catalog_path())
-        except ConfigError as e:
-            raise typer.BadParameter(str(e), param_hint="--catalog") from None
+        if plan is not None:
+            if topo is None:
+                raise typer.BadParameter("a plan needs --topology and --id", param_hint="--plan")
+            the_plan = load_plan(plan)
+            check_plan_against(the_plan, set(topo.nodes), set(cat.variants), str(plan))
+    except ConfigError as e:
+        raise typer.BadParameter(str(e)) from None
+    if cat is not None:
         unknown = [v for v in variant or [] if v not in cat.variants]
         if unknown:
             raise typer.BadParameter(f"{unknown} not in the catalog; it has {sorted(cat.variants)}",
@@ -71,6 +93,7 @@ def node(
         intra_op_threads=intra_op_threads, workers=workers or defaults.workers, max_queue=max_queue,
         max_message_bytes=int(max_message_mb * 1024 * 1024), inline_max_us=inline_max_us, max_batch=max_batch,
         grace_s=grace)
-    config = NodeConfig(listen=listen, node_id=node_id, models=models, catalog=cat,
-                        variants=list(variant or []), settings=settings)
+    config = NodeConfig(listen=listen or "127.0.0.1:8001", node_id=node_id, models=models, catalog=cat,
+                        variants=list(variant or []), settings=settings, topology=topo, plan=the_plan,
+                        state_dir=state_dir, control_token=control_token, emulate=emulate)
     asyncio.run(NodeServer(config).serve_forever())

@@ -10,6 +10,8 @@ unknown models are refused before any decoding work, and decoding happens once.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -18,11 +20,16 @@ from typing import Any
 import numpy as np
 
 from idn import __version__
-from idn.node.errors import InvalidInput, ModelNotFound
+from idn.node.errors import DataPlaneError, InvalidInput, ModelNotFound, Status
+from idn.node.forwarder import Forwarder, HopFailed, response_facts
 from idn.node.repository import ModelRepository, ModelState
 from idn.node.runtime import PLATFORM, VariantRuntime
+from idn.node.routing import Action, Decision, RoutingTable
 from idn.node.settings import NodeSettings
+from idn.node.stats import StatsBook
 from idn.node.tensors import TensorMeta, decode_contents, decode_raw
+
+log = logging.getLogger("idn.node")
 
 SERVER_NAME = "idn"
 EXTENSIONS = ("model_repository", "idn")
@@ -45,6 +52,8 @@ class InferenceRequest:
     parameters: dict[str, Any] = field(default_factory=dict)
     inputs: list[InputTensor] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
+    deadline: float | None = None  # time.monotonic() by which the caller needs the answer
+    wire: Any = None  # the message as received, forwarded unchanged (tensors never decoded en route)
 
 
 @dataclass(slots=True)
@@ -63,6 +72,13 @@ class InferenceResponse:
     outputs: list[OutputTensor]
 
 
+@dataclass(slots=True)
+class Forwarded:
+    """An answer that came back from another node, in its wire form (passed through as is)."""
+
+    wire: Any
+
+
 @dataclass(frozen=True, slots=True)
 class ModelMetadata:
     name: str
@@ -72,13 +88,36 @@ class ModelMetadata:
     outputs: tuple[TensorMeta, ...]
 
 
+def _float_param(params: dict[str, Any], key: str) -> float | None:
+    v = params.get(key)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise InvalidInput(f"parameter '{key}' must be a number, got {v!r}")
+    try:
+        return float(v)
+    except ValueError:
+        raise InvalidInput(f"parameter '{key}' must be a number, got {v!r}") from None
+
+
 class DataPlane:
+    """Resolves each request (routing table), then runs it here or forwards it one hop.
+
+    ``router`` is replaced wholesale when a plan is applied: a request resolves
+    against one table from start to end, and the swap is a single assignment.
+    """
+
     def __init__(self, repository: ModelRepository, settings: NodeSettings, executor: Executor | None,
-                 node_id: str = ""):
+                 node_id: str = "", router: RoutingTable | None = None, forwarder: Forwarder | None = None,
+                 slowdown: float = 1.0):
         self.repository = repository
         self.settings = settings
         self.executor = executor
         self.node_id = node_id
+        self.router = router or RoutingTable(node_id, None, repository.catalog)
+        self.forwarder = forwarder
+        self.slowdown = slowdown  # emulation: local compute takes this many times longer
+        self.stats = StatsBook()
         self.accepting = True
 
     # -- health and metadata ------------------------------------------------------------------
@@ -122,20 +161,103 @@ class DataPlane:
 
     # -- inference ----------------------------------------------------------------------------
 
-    async def infer(self, request: InferenceRequest) -> InferenceResponse:
+    async def infer(self, request: InferenceRequest) -> InferenceResponse | Forwarded:
         t0 = time.perf_counter()
-        rt = self.runtime(request.model_name, request.model_version)
+        params = request.parameters
+        from_peer = "idn.via" in params
+        max_lat = _float_param(params, "idn.max_latency_ms")
+        min_acc = _float_param(params, "idn.min_accuracy")
+        try:
+            decision = self.router.resolve(request.model_name, self.repository.loaded, params.get("idn.target"),
+                                           max_lat, min_acc)
+        except ValueError as e:
+            raise InvalidInput(str(e)) from None
+        served_by, degraded = None, False
+        try:
+            if decision.action is Action.FORWARD:
+                result = await self._forward(request, decision)
+            else:
+                variant = decision.variant or request.model_name
+                if decision.action is Action.BEST_LOCAL:
+                    variant = await self._best_local(request.model_name)
+                result = await self._local(request, variant, t0, decision.slo_met)
+        except HopFailed as e:
+            fallback = self.router.best_local_variant(self.router.task_of(request.model_name) or "",
+                                                      self.repository.loaded)
+            if fallback is None:
+                if not from_peer:
+                    self._record(request, max_lat, min_acc, t0, False)
+                raise
+            log.warning("%s; serving %s locally (degraded)", e, fallback)
+            result = await self._local(request, fallback, t0, decision.slo_met, degraded=True)
+            degraded = True
+        except DataPlaneError:
+            if not from_peer:
+                self._record(request, max_lat, min_acc, t0, False)
+            raise
+        if not from_peer:
+            if isinstance(result, Forwarded):
+                served_by = "/".join(response_facts(result.wire))
+            else:
+                served_by = f"{self.node_id}/{result.model_name}"
+            self._record(request, max_lat, min_acc, t0, True, served_by, degraded)
+        return result
+
+    def _record(self, request: InferenceRequest, max_lat: float | None, min_acc: float | None, t0: float,
+                ok: bool, served_by: str | None = None, degraded: bool = False) -> None:
+        task = self.router.task_of(request.model_name) or request.model_name
+        self.stats.record(self.node_id, task, max_lat, min_acc, (time.perf_counter() - t0) * 1e3, ok,
+                          served_by, degraded)
+
+    async def _forward(self, request: InferenceRequest, decision: Decision) -> Forwarded:
+        if self.forwarder is None or decision.next_hop is None or request.wire is None:
+            raise DataPlaneError(f"model '{request.model_name}' is not served here and this node has no "
+                                 "route onwards", Status.NOT_FOUND)
+        wire = await self.forwarder.forward(decision.next_hop, request.wire, request.deadline, decision.target)
+        if not decision.slo_met:
+            wire.parameters["idn.slo_met"].bool_param = False
+        return Forwarded(wire)
+
+    async def _best_local(self, task: str) -> str:
+        """The repository's answer for a task nothing closer serves: its most accurate variant."""
+        best = self.router.best_local_variant(task, self.repository.loaded)
+        if best is not None:
+            return best
+        cat = self.repository.catalog
+        if cat is None or task not in cat.tasks:
+            raise ModelNotFound(f"model '{task}' is neither a task nor a variant this network knows")
+        best = max(cat.tasks[task].variants.values(), key=lambda v: v.accuracy).name
+        await self.repository.load(best)
+        return best
+
+    async def _local(self, request: InferenceRequest, variant: str, t0: float, slo_met: bool = True,
+                     degraded: bool = False) -> InferenceResponse:
+        if variant not in self.repository.loaded and request.parameters.get("idn.target"):
+            # A peer routed here under a plan this node has not (or no longer) loaded for:
+            # load it rather than lose the request while plans change.
+            await self.repository.load(variant)
+        rt = self.runtime(variant, request.model_version if variant == request.model_name else "")
         feeds, batch = self.decode_inputs(rt, request.inputs)
         if request.outputs:
             rt.check_outputs(request.outputs)
+        t_run = time.perf_counter()
         arrays = await rt.run(feeds, request.outputs, batch)
+        if self.slowdown > 1.0:  # emulation of a slower box: stretch the measured compute time
+            await asyncio.sleep((time.perf_counter() - t_run) * (self.slowdown - 1.0))
         names = request.outputs or rt.output_names
         metas = {m.name: m for m in rt.outputs}
         outputs = [OutputTensor(n, metas[n].datatype, a) for n, a in zip(names, arrays)]
-        params: dict[str, Any] = {"idn.variant": rt.name,
+        params: dict[str, Any] = {"idn.variant": rt.name, "idn.hops": 0,
                                   "idn.server_us": int((time.perf_counter() - t0) * 1e6)}
         if self.node_id:
             params["idn.node"] = self.node_id
+        cat = self.repository.catalog
+        if cat is not None and rt.name in cat.variants:
+            params["idn.accuracy"] = cat.variants[rt.name].accuracy
+        if degraded:
+            params["idn.degraded"] = True
+        if not slo_met:
+            params["idn.slo_met"] = False
         return InferenceResponse(rt.name, rt.version, request.id, params, outputs)
 
     def decode_inputs(self, rt: VariantRuntime, inputs: list[InputTensor]) -> tuple[dict[str, np.ndarray], int]:

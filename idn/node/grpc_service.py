@@ -8,11 +8,12 @@ INTERNAL with its message; the server keeps serving.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any, Callable
 
 import grpc
 
-from idn.node.dataplane import DataPlane, InferenceRequest, InputTensor
+from idn.node.dataplane import DataPlane, Forwarded, InferenceRequest, InputTensor
 from idn.node.errors import DataPlaneError, InvalidInput
 from idn.node.tensors import encode_raw
 from idn.protos import grpc_service_pb2 as pb
@@ -55,7 +56,7 @@ def request_from_proto(msg: pb.ModelInferRequest) -> InferenceRequest:
                                       contents=t.contents if has_contents else None))
     params = {k: param_value(v) for k, v in msg.parameters.items()} if msg.parameters else {}
     return InferenceRequest(msg.model_name, msg.model_version, msg.id, params, inputs,
-                            [o.name for o in msg.outputs])
+                            [o.name for o in msg.outputs], wire=msg)
 
 
 def _tensor_meta(dst: Any, metas: Any) -> None:
@@ -99,9 +100,15 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelInfer(self, request, context):
         try:
-            res = await self.dp.infer(request_from_proto(request))
+            req = request_from_proto(request)
+            remaining = context.time_remaining()
+            if remaining is not None:
+                req.deadline = time.monotonic() + remaining
+            res = await self.dp.infer(req)
         except Exception as e:
             await self._fail(context, e)
+        if isinstance(res, Forwarded):
+            return res.wire
         resp = pb.ModelInferResponse(model_name=res.model_name, model_version=res.model_version, id=res.id)
         for k, v in res.parameters.items():
             set_param(resp.parameters[k], v)

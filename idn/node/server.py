@@ -20,15 +20,24 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from idn.catalog import Catalog
+from idn.node.control import ControlServicer
 from idn.node.dataplane import DataPlane
+from idn.node.deployment import Deployment
+from idn.node.forwarder import Forwarder
 from idn.node.grpc_service import InferenceServicer, add_servicer
 from idn.node.repository import ModelRepository
+from idn.node.routing import RoutingTable
 from idn.node.settings import NodeSettings
+from idn.plan import Plan
+from idn.protos import control_pb2 as cpb
+from idn.protos import control_pb2_grpc as cpb_grpc
 from idn.protos import grpc_service_pb2 as pb
+from idn.topology import Node, Topology
 
 log = logging.getLogger("idn.node")
 
 INFERENCE_SERVICE = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].full_name
+CONTROL_SERVICE = cpb.DESCRIPTOR.services_by_name["NodeControl"].full_name
 
 
 @dataclass
@@ -39,6 +48,15 @@ class NodeConfig:
     catalog: Catalog | None = None
     variants: list[str] = field(default_factory=list)  # catalog variants loaded at start
     settings: NodeSettings = field(default_factory=NodeSettings)
+    topology: Topology | None = None  # with node_id: this node's place in the network
+    plan: Plan | None = None  # applied at start when no persisted plan exists
+    state_dir: Path | None = None  # where the last applied plan is persisted
+    control_token: str | None = None
+    emulate: bool = False  # emulation on one machine: link delays and the node's compute slowdown
+
+    @property
+    def node(self) -> Node | None:
+        return self.topology.node(self.node_id) if self.topology is not None else None
 
 
 def grpc_options(settings: NodeSettings) -> list[tuple[str, int]]:
@@ -55,7 +73,17 @@ class NodeServer:
         s = config.settings
         self.executor = ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="idn-ort")
         self.repository = ModelRepository(s, self.executor, sources=config.models, catalog=config.catalog)
-        self.dataplane = DataPlane(self.repository, s, self.executor, node_id=config.node_id)
+        node = config.node
+        forwarder = None
+        if config.topology is not None:
+            forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,
+                                  s.max_message_bytes)
+        self.dataplane = DataPlane(
+            self.repository, s, self.executor, node_id=config.node_id,
+            router=RoutingTable(config.node_id, config.topology, config.catalog), forwarder=forwarder,
+            slowdown=node.slowdown if (node is not None and config.emulate) else 1.0)
+        self.deployment = Deployment(config.node_id, config.topology, config.catalog, self.dataplane,
+                                     config.state_dir, pinned={*config.models, *config.variants})
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int = 0
@@ -70,9 +98,12 @@ class NodeServer:
         s = self.config.settings
         self.server = grpc.aio.server(options=grpc_options(s))
         add_servicer(InferenceServicer(self.dataplane), self.server)
+        cpb_grpc.add_NodeControlServicer_to_server(
+            ControlServicer(self.deployment, self.config.node, self.config.listen, self.config.control_token),
+            self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
-            (INFERENCE_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            (INFERENCE_SERVICE, CONTROL_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME), self.server)
         self.port = self.server.add_insecure_port(self.config.listen)
         if self.port == 0:
@@ -80,9 +111,12 @@ class NodeServer:
         await self._set_health(False)
         await self.server.start()
         await self.repository.load_all([*self.config.models, *self.config.variants])
+        restored = await self.deployment.restore()
+        if restored is None and self.config.plan is not None:
+            await self.deployment.apply(self.config.plan, check_version=False)
         await self._set_health(self.dataplane.ready())
-        log.info("idn node %s listening on %s serving %s", self.config.node_id or "-", self.address,
-                 sorted(self.repository.loaded) or "no variants")
+        log.info("idn node %s listening on %s serving %s (plan v%d)", self.config.node_id or "-", self.address,
+                 sorted(self.repository.loaded) or "no variants", self.deployment.version)
 
     async def _set_health(self, serving: bool) -> None:
         st = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -98,6 +132,8 @@ class NodeServer:
         self.dataplane.accepting = False
         await self._set_health(False)
         await self.server.stop(self.config.settings.grace_s if grace is None else grace)
+        if self.dataplane.forwarder is not None:
+            await self.dataplane.forwarder.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
 

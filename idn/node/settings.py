@@ -28,5 +28,7 @@ class NodeSettings:
     # merged into one run of at most this many samples (1 = off). Only variants whose
     # inputs and outputs all have a dynamic leading dimension are batched.
     max_batch: int = 1
+    # Timeout for a forwarded request whose caller set no deadline: nothing hangs forever.
+    forward_timeout_s: float = 30.0
     # Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     grace_s: float = 5.0

@@ -1,0 +1,124 @@
+"""The demand: request classes (ingress node, task, optional SLO) and their arrival rates.
+
+File format (``deploy/demands/*.yaml``)::
+
+    classes:
+      - {ingress: edge-1, task: digits, rate: 40}                      # req/s
+      - {ingress: edge-1, task: digits, rate: 10, max_latency_ms: 30, min_accuracy: 0.95}
+      - {id: gold, ingress: edge-2, task: waveforms, rate: 5, max_latency_ms: 50}
+
+A class's ``id`` is stable: given explicitly, or derived from its fields as
+``<ingress>/<task>`` plus ``/lat<ms>`` and ``/acc<min>`` when it has those SLO terms
+(e.g. ``edge-1/digits/lat30/acc0.95``). Plans and node statistics refer to classes by
+this id, so re-measuring a demand yields the same ids. Two classes with the same id are
+refused (merge their rates or give them explicit ids).
+
+SLO meaning: every (node, variant) target that serves the class must have
+round-trip network delay + p95 compute time <= ``max_latency_ms`` and held-out
+accuracy >= ``min_accuracy``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from idn.catalog import Catalog
+from idn.config import ConfigError, Fields, read_document
+from idn.topology import Topology
+
+_CLASS_KEYS = {"id", "ingress", "task", "rate", "max_latency_ms", "min_accuracy"}
+
+
+@dataclass(frozen=True)
+class RequestClass:
+    id: str
+    ingress: str
+    task: str
+    rate: float  # requests per second
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+
+
+def class_id(ingress: str, task: str, max_latency_ms: float | None = None, min_accuracy: float | None = None) -> str:
+    """The derived, stable id of a request class."""
+    parts = [ingress, task]
+    if max_latency_ms is not None:
+        parts.append(f"lat{max_latency_ms:g}")
+    if min_accuracy is not None:
+        parts.append(f"acc{min_accuracy:g}")
+    return "/".join(parts)
+
+
+@dataclass(frozen=True)
+class Demand:
+    classes: tuple[RequestClass, ...]
+    file: str | None = None
+
+    @property
+    def total_rate(self) -> float:
+        return sum(c.rate for c in self.classes)
+
+    def by_id(self) -> dict[str, RequestClass]:
+        return {c.id: c for c in self.classes}
+
+    def tasks(self) -> list[str]:
+        return sorted({c.task for c in self.classes})
+
+
+def parse_demand(doc: Any, file: str | Path | None, topology: Topology, catalog: Catalog) -> Demand:
+    """Validate a demand document against the topology (ingress nodes) and the catalog (tasks)."""
+    root = Fields(doc, file, "")
+    root.check_keys({"classes", "name", "description"})
+    raw = root.req("classes", list)
+    if not raw:
+        raise root.error("classes", "no request classes", "add at least one {ingress, task, rate}")
+    out: list[RequestClass] = []
+    seen: dict[str, int] = {}
+    for i, item in enumerate(raw):
+        f = Fields(item, file, f"classes[{i}]")
+        f.check_keys(_CLASS_KEYS)
+        ingress = f.req("ingress", str)
+        if ingress not in topology.nodes:
+            raise f.error("ingress", f"unknown node {ingress!r}",
+                          f"use a node of the topology: {', '.join(topology.nodes)}")
+        task = f.req("task", str)
+        if task not in catalog.tasks:
+            raise f.error("task", f"unknown task {task!r}", f"use a catalog task: {', '.join(catalog.tasks)}")
+        rate = f.positive("rate", float)
+        if not math.isfinite(rate):
+            raise f.error("rate", f"must be finite, got {rate}")
+        lat = f.opt("max_latency_ms", float, None)  # type: ignore[arg-type]
+        if lat is not None and not (lat > 0 and math.isfinite(lat)):
+            raise f.error("max_latency_ms", f"must be a positive number, got {lat}", "omit it for no latency SLO")
+        acc = f.opt("min_accuracy", float, None)  # type: ignore[arg-type]
+        if acc is not None and not 0.0 <= acc <= 1.0:
+            raise f.error("min_accuracy", f"must be within [0, 1], got {acc}", "accuracy is a fraction, e.g. 0.95")
+        cid = f.opt("id", str, None) or class_id(ingress, task, lat, acc)  # type: ignore[arg-type]
+        if cid in seen:
+            raise f.error("id", f"class id {cid!r} already used by classes[{seen[cid]}]",
+                          "merge the two rates into one class or give each an explicit `id:`")
+        seen[cid] = i
+        out.append(RequestClass(cid, ingress, task, rate, lat, acc))
+    return Demand(tuple(out), str(file) if file is not None else None)
+
+
+def load_demand(path: str | Path, topology: Topology, catalog: Catalog) -> Demand:
+    """Load and validate a demand YAML/JSON file."""
+    return parse_demand(read_document(path), path, topology, catalog)
+
+
+def demand_document(demand: Demand) -> dict[str, Any]:
+    """The YAML-ready form of a demand (for generated or measured demands)."""
+    rows = []
+    for c in demand.classes:
+        row: dict[str, Any] = {"id": c.id, "ingress": c.ingress, "task": c.task, "rate": c.rate}
+        if c.max_latency_ms is not None:
+            row["max_latency_ms"] = c.max_latency_ms
+        if c.min_accuracy is not None:
+            row["min_accuracy"] = c.min_accuracy
+        rows.append(row)
+    return {"classes": rows}
+

@@ -1,0 +1,72 @@
+"""gRPC adapter for ``idn.v1.NodeControl``: node info, plan application, stats.
+
+Every call must carry the node's control token (``authorization: Bearer <token>``);
+a node started without a token refuses control calls rather than running open.
+The comparison is constant-time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+
+import grpc
+
+from idn.node.deployment import Deployment
+from idn.node.errors import DataPlaneError
+from idn.node.stats import BOUNDS_MS
+from idn.protos import control_pb2 as cpb
+from idn.protos import control_pb2_grpc as cpb_grpc
+from idn.topology import Node
+
+log = logging.getLogger("idn.node")
+
+
+class ControlServicer(cpb_grpc.NodeControlServicer):
+    def __init__(self, deployment: Deployment, node: Node | None, address: str, token: str | None):
+        self.deployment = deployment
+        self.node = node
+        self.address = address
+        self.token = token
+
+    async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
+        if not self.token:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "control calls are disabled: start the node with --control-token "
+                                "(or IDN_CONTROL_TOKEN)")
+        got = dict(context.invocation_metadata() or ()).get("authorization", "")
+        if not hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode()):
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
+                                "missing or wrong control token (metadata 'authorization: Bearer <token>')")
+
+    async def GetNodeInfo(self, request, context):
+        await self._authorize(context)
+        dp = self.deployment.dataplane
+        n = self.node
+        return cpb.NodeInfo(
+            id=dp.node_id, tier=n.tier if n else "", address=self.address,
+            mem_mb=n.mem_mb if n else 0.0, cores=n.cores if n else 0.0,
+            variants=sorted(dp.repository.loaded), plan_version=self.deployment.version, ready=dp.ready(),
+            hardware_class=(n.hardware_class or "") if n else "", slowdown=dp.slowdown,
+            repository=bool(n.repository) if n else True)
+
+    async def ApplyPlan(self, request, context):
+        await self._authorize(context)
+        try:
+            res = await self.deployment.apply(self.deployment.parse(request.plan_json))
+        except DataPlaneError as e:
+            await context.abort(getattr(grpc.StatusCode, e.status.value), e.message)
+        return cpb.ApplyPlanResponse(version=res.version, loaded=res.loaded, unloaded=res.unloaded, kept=res.kept)
+
+    async def GetStats(self, request, context):
+        await self._authorize(context)
+        w = self.deployment.dataplane.stats.window(request.since)
+        out = cpb.Stats(cursor=w.cursor, window_s=w.window_s, plan_version=self.deployment.version)
+        for key, c in sorted(w.classes.items()):
+            ok = c.requests - c.errors
+            out.classes.add(class_key=key, ingress=c.ingress, task=c.task, requests=c.requests, errors=c.errors,
+                            degraded=c.degraded, rate_rps=c.requests / w.window_s,
+                            mean_ms=c.sum_ms / ok if ok else 0.0, bounds_ms=[b if b != float("inf") else 1e300
+                                                                             for b in BOUNDS_MS],
+                            counts=c.counts, served_by=dict(c.served_by))
+        return out

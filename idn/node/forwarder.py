@@ -1,0 +1,97 @@
+"""Forwarding a request one hop: pooled channels, deadline propagation, emulated links.
+
+The request travels as the protobuf it arrived as (tensors are never decoded on
+intermediate nodes), with ``idn.target`` set once the ingress chose the serving
+node and variant. The gRPC deadline is what remains of the caller's, minus the time
+spent here; a caller without a deadline gets ``forward_timeout_s`` so that nothing
+hangs. With link emulation on, the link's one-way delay is slept before sending and
+again when the answer comes back; if the remaining deadline cannot cover it, the
+request fails with DEADLINE_EXCEEDED without being sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+
+from idn.node.errors import DataPlaneError, Status
+from idn.protos import grpc_service_pb2 as pb
+from idn.protos import grpc_service_pb2_grpc as pb_grpc
+from idn.topology import Topology
+
+# gRPC codes that mean "the next hop could not answer": the data plane may fall back.
+HOP_FAILURES = {Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED}
+
+
+class HopFailed(DataPlaneError):
+    """The next hop was down or too slow (UNAVAILABLE / DEADLINE_EXCEEDED)."""
+
+
+class Forwarder:
+    def __init__(self, node_id: str, topology: Topology, emulate_links: bool, default_timeout_s: float,
+                 max_message_bytes: int):
+        self.node_id = node_id
+        self.topology = topology
+        self.emulate_links = emulate_links
+        self.default_timeout_s = default_timeout_s
+        self._options = [("grpc.max_receive_message_length", max_message_bytes),
+                         ("grpc.max_send_message_length", max_message_bytes)]
+        self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
+
+    def stub(self, node: str) -> pb_grpc.GRPCInferenceServiceStub:
+        entry = self._stubs.get(node)
+        if entry is None:
+            ch = grpc.aio.insecure_channel(self.topology.node(node).address, options=self._options)
+            entry = self._stubs[node] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
+        return entry[1]
+
+    def link_delay_s(self, node: str) -> float:
+        return self.topology.link_delay_ms(self.node_id, node) / 1000.0 if self.emulate_links else 0.0
+
+    async def forward(self, next_hop: str, request: pb.ModelInferRequest, deadline: float | None,
+                      target: str | None) -> pb.ModelInferResponse:
+        if deadline is None:
+            deadline = time.monotonic() + self.default_timeout_s
+        if target:
+            request.parameters["idn.target"].string_param = target
+        request.parameters["idn.via"].string_param = self.node_id
+        delay = self.link_delay_s(next_hop)
+        await self._traverse(next_hop, delay, deadline, "towards")
+        remaining = deadline - time.monotonic()
+        try:
+            resp = await self.stub(next_hop).ModelInfer(request, timeout=remaining)
+        except grpc.aio.AioRpcError as e:
+            status = Status[e.code().name] if e.code().name in Status.__members__ else Status.INTERNAL
+            cls = HopFailed if status in HOP_FAILURES else DataPlaneError
+            raise cls(f"via {next_hop}: {e.details() or e.code().name}", status) from None
+        await self._traverse(next_hop, delay, deadline, "back from")
+        hops = resp.parameters["idn.hops"]
+        hops.int64_param = hops.int64_param + 1
+        return resp
+
+    async def _traverse(self, node: str, delay: float, deadline: float, direction: str) -> None:
+        if delay <= 0:
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= delay:
+            await asyncio.sleep(max(remaining, 0))
+            raise HopFailed(f"deadline exceeded: the link {direction} {node} has a one-way delay of "
+                            f"{delay * 1000:.1f} ms, only {max(remaining, 0) * 1000:.1f} ms of the deadline remained",
+                            Status.DEADLINE_EXCEEDED)
+        await asyncio.sleep(delay)
+
+    async def close(self) -> None:
+        for ch, _ in self._stubs.values():
+            await ch.close()
+        self._stubs.clear()
+
+
+def response_facts(resp: Any) -> tuple[str, str]:
+    """(node, variant) that served a forwarded response, for the ingress's stats."""
+    p = resp.parameters
+    node = p["idn.node"].string_param if "idn.node" in p else "?"
+    variant = p["idn.variant"].string_param if "idn.variant" in p else resp.model_name
+    return node, variant

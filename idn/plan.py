@@ -1,0 +1,235 @@
+"""The plan: what the solver decided, in a form nodes apply and people audit.
+
+File format (YAML or JSON; ``save_plan`` picks by suffix)::
+
+    version: 3                       # int >= 1, increases monotonically; nodes refuse stale versions
+    created: "2025-01-01T12:00:00Z"
+    placements:                      # node -> variants loaded there
+      edge-1: [digits-mlp-s]
+      cloud: [digits-cnn-l, waveforms-gru]
+    routes:                          # one entry per request class, keyed by the class id
+      edge-1/digits:
+        ingress: edge-1
+        task: digits
+        rate: 40.0
+        max_latency_ms: null
+        min_accuracy: null
+        targets:                     # shares sum to 1; every target variant is placed on its node
+          - {node: edge-1, variant: digits-mlp-s, share: 0.75}
+          - {node: cloud, variant: digits-cnn-l, share: 0.25}
+        predicted: {latency_ms: 12.3, accuracy: 0.93, cost_ms: 14.1}
+    predicted: {objective: 1234.5, mean_latency_ms: 10.2, ...}   # plan-wide totals
+    inputs:                          # sha256 of what the plan was computed from
+      topology: <hex>
+      catalog: <hex>
+      demand: <hex>
+    solver: {name: highs, status: optimal, objective: 1234.5, bound: 1234.5, gap: 0.0,
+             time_s: 0.41, options: {alpha: 100, rho: 0.8, budget: null, ...}}
+
+The node router uses ``plan.targets_for(ingress, task)`` (every class entering at that
+node for that task, with its targets; the router filters by the request's own SLO) and
+``plan.variants_on(node)`` (what to load). ``load_plan(save_plan(p))`` equals ``p``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from idn.config import ConfigError, Fields, read_document
+
+SHARE_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class Target:
+    node: str
+    variant: str
+    share: float
+
+
+@dataclass(frozen=True)
+class Route:
+    """How one request class is split over (node, variant) targets, and what that predicts."""
+    class_id: str
+    ingress: str
+    task: str
+    rate: float
+    targets: tuple[Target, ...]
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
+    predicted: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SolverFacts:
+    """What the solver (or heuristic) reported, honestly: a time-limited run is not 'optimal'."""
+    name: str
+    status: str  # optimal | feasible (limit reached, gap below) | infeasible | heuristic | error
+    objective: float | None = None
+    bound: float | None = None
+    gap: float | None = None
+    time_s: float | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    version: int
+    placements: dict[str, tuple[str, ...]]
+    routes: dict[str, Route]
+    solver: SolverFacts
+    inputs: dict[str, str] = field(default_factory=dict)
+    predicted: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+
+    def variants_on(self, node_id: str) -> list[str]:
+        """Variants the plan places on a node (empty for a node it does not use)."""
+        return list(self.placements.get(node_id, ()))
+
+    def targets_for(self, ingress: str, task: str) -> list[tuple[Route, tuple[Target, ...]]]:
+        """Every class entering at ``ingress`` for ``task``, with its targets, by class id."""
+        return [(r, r.targets) for _, r in sorted(self.routes.items())
+                if r.ingress == ingress and r.task == task]
+
+    def nodes_with(self, variant: str) -> list[str]:
+        """Nodes holding a variant (for requests that pin a variant by name)."""
+        return sorted(n for n, vs in self.placements.items() if variant in vs)
+
+    def with_version(self, version: int) -> "Plan":
+        return Plan(version, self.placements, self.routes, self.solver, self.inputs, self.predicted, self.created)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _clean(x: Any) -> Any:
+    """Plain YAML/JSON types (NaN/inf become null: JSON has no spelling for them)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    return x
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    return _clean({
+        "version": plan.version,
+        "created": plan.created,
+        "placements": {n: list(vs) for n, vs in sorted(plan.placements.items())},
+        "routes": {cid: {
+            "ingress": r.ingress, "task": r.task, "rate": r.rate,
+            "max_latency_ms": r.max_latency_ms, "min_accuracy": r.min_accuracy,
+            "targets": [{"node": t.node, "variant": t.variant, "share": t.share} for t in r.targets],
+            "predicted": dict(r.predicted),
+        } for cid, r in sorted(plan.routes.items())},
+        "predicted": dict(plan.predicted),
+        "inputs": dict(plan.inputs),
+        "solver": {"name": plan.solver.name, "status": plan.solver.status, "objective": plan.solver.objective,
+                   "bound": plan.solver.bound, "gap": plan.solver.gap, "time_s": plan.solver.time_s,
+                   "options": dict(plan.solver.options)},
+    })
+
+
+def _opt_float(f: Fields, key: str) -> float | None:
+    v = f.data.get(key)
+    if v is None:
+        return None
+    return f.opt(key, float, 0.0)
+
+
+def _metrics(f: Fields, key: str) -> dict[str, float]:
+    sub = f.sub(key, required=False)
+    out = {}
+    for k in sub.data:
+        v = sub.data[k]
+        if v is None:  # a non-finite number was written as null
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise sub.error(str(k), f"expected a number, got {v!r}")
+        out[str(k)] = float(v)
+    return out
+
+
+def parse_plan(doc: Any, file: str | Path | None = None) -> Plan:
+    """Validate a plan document: shares sum to 1 and every target is placed where it points."""
+    root = Fields(doc, file, "")
+    root.check_keys({"version", "created", "placements", "routes", "predicted", "inputs", "solver"})
+    version = root.req("version", int)
+    if version < 1:
+        raise root.error("version", f"must be >= 1, got {version}", "versions start at 1 and only increase")
+    pf = root.sub("placements")
+    placements: dict[str, tuple[str, ...]] = {}
+    for node in pf.data:
+        vs = pf.req(str(node), list)
+        if not all(isinstance(v, str) for v in vs):
+            raise pf.error(str(node), "expected a list of variant names")
+        if len(set(vs)) != len(vs):
+            raise pf.error(str(node), "a variant is listed twice", "list each variant once per node")
+        placements[str(node)] = tuple(vs)
+    rf = root.sub("routes")
+    routes: dict[str, Route] = {}
+    for cid in rf.data:
+        r = rf.sub(str(cid))
+        r.check_keys({"ingress", "task", "rate", "max_latency_ms", "min_accuracy", "targets", "predicted"})
+        targets = []
+        for i, item in enumerate(r.req("targets", list)):
+            t = Fields(item, file, f"{r.path('targets')}[{i}]")
+            t.check_keys({"node", "variant", "share"})
+            node, variant, share = t.req("node", str), t.req("variant", str), t.req("share", float)
+            if not 0.0 < share <= 1.0 + SHARE_TOLERANCE:
+                raise t.error("share", f"must be within (0, 1], got {share}", "drop targets with no share")
+            if variant not in placements.get(node, ()):
+                raise t.error("variant", f"{variant!r} is not placed on node {node!r}",
+                              f"add it to placements.{node} or route elsewhere")
+            targets.append(Target(node, variant, share))
+        total = sum(t.share for t in targets)
+        if not targets or abs(total - 1.0) > SHARE_TOLERANCE:
+            raise r.error("targets", f"shares sum to {total:.9f}, not 1", "every class must be fully served")
+        routes[str(cid)] = Route(
+            class_id=str(cid), ingress=r.req("ingress", str), task=r.req("task", str), rate=r.req("rate", float),
+            targets=tuple(targets), max_latency_ms=_opt_float(r, "max_latency_ms"),
+            min_accuracy=_opt_float(r, "min_accuracy"), predicted=_metrics(r, "predicted"))
+    sf = root.sub("solver")
+    solver = SolverFacts(
+        name=sf.req("name", str), status=sf.req("status", str), objective=_opt_float(sf, "objective"),
+        bound=_opt_float(sf, "bound"), gap=_opt_float(sf, "gap"), time_s=_opt_float(sf, "time_s"),
+        options=dict(sf.opt("options", dict, {})))
+    inputs = {str(k): str(v) for k, v in root.opt("inputs", dict, {}).items()}
+    return Plan(version, placements, routes, solver, inputs, _metrics(root, "predicted"),
+                root.opt("created", str, ""))
+
+
+def save_plan(plan: Plan, path: str | Path) -> Path:
+    """Write a plan as JSON (``.json``) or YAML (anything else)."""
+    p = Path(path)
+    doc = plan_to_dict(plan)
+    if p.suffix == ".json":
+        p.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    else:
+        p.write_text(yaml.safe_dump(doc, sort_keys=False, width=120), encoding="utf-8")
+    return p
+
+
+def load_plan(path: str | Path) -> Plan:
+    return parse_plan(read_document(path), path)
+
+
+def check_plan_against(plan: Plan, node_ids: set[str], variant_names: set[str], file: str | None = None) -> None:
+    """Refuse a plan that names nodes or variants a topology/catalog does not have."""
+    for node, vs in plan.placements.items():
+        if node not in node_ids:
+            raise ConfigError(file, f"placements.{node}", "unknown node", "re-solve against the current topology")
+        for v in vs:
+            if v not in variant_names:
+                raise ConfigError(file, f"placements.{node}", f"unknown variant {v!r}",
+                                  "re-solve against the current catalog")

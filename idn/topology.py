@@ -1,0 +1,312 @@
+"""The topology: nodes (edge / regional / cloud) and the links between them.
+
+File format (``deploy/topologies/*.yaml``)::
+
+    nodes:
+      - {id: cloud, tier: cloud, address: 127.0.0.1:18001, mem_mb: 8192, cores: 8,
+         hardware_class: cpu-x86_64-2c, price: 1.0, repository: true}
+      - {id: regional, tier: regional, address: 127.0.0.1:18002, mem_mb: 1024, cores: 2,
+         parent: cloud, slowdown: 1.0}
+      - {id: edge-1, tier: edge, address: 127.0.0.1:18011, mem_mb: 64, cores: 1,
+         parent: regional, slowdown: 3.0}
+    links:
+      - {a: cloud, b: regional, delay_ms: 25, bandwidth_mbps: 1000}
+      - {a: edge-1, b: regional, delay_ms: 5, bandwidth_mbps: 100}
+    hardware_class: cpu-x86_64-2c     # optional default for nodes that do not name one
+
+Node fields: ``id`` (unique), ``tier`` (edge|regional|cloud), ``address`` (host:port of
+its gRPC server), ``mem_mb`` and ``cores`` (capacity the placement respects),
+``hardware_class`` (key into the catalog's latency profiles), ``price`` (cost per MB
+deployed there, default 1.0), ``repository`` (serves every task; at least one node must
+be one), ``parent`` (informational tree structure; must be linked), ``slowdown``
+(emulation knob, default 1.0: compute on this node takes ``slowdown`` times the profiled
+latency, so one machine can emulate a slow edge box).
+
+Link fields: ``a``, ``b`` (node ids; links are bidirectional), ``delay_ms`` (one-way
+delay, also an emulation knob on one machine), ``bandwidth_mbps`` (optional,
+informational: the solver models requests as small, so only delay counts).
+
+Routing is shortest-by-delay on the general graph (ties broken by node id, so every
+node computes the same routes): ``path(ingress)`` is the node list from an ingress to
+its nearest repository, ``next_hop(a, b)`` is where a node forwards a request bound
+for ``b``, ``delay_ms(a, b)`` is the one-way delay along that route.
+
+Compute time of a variant at a node (``compute_ms``) is the catalog's profiled latency
+for the node's hardware class (batch 1, single thread) times the node's ``slowdown``.
+**Fallback** when a variant was never profiled on that class: FLOPs scaling from the
+reference variant profiled on that class whose FLOPs are closest (same task preferred):
+``t(v) = t(ref) * flops(v) / flops(ref)``. The result says which source was used, and
+the solver reports every fallback it took. With no variant at all profiled on the class,
+``compute_ms`` raises a ConfigError (nothing to scale from).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from idn.catalog import Catalog, Variant
+from idn.config import ConfigError, Fields, read_document
+
+TIERS = ("edge", "regional", "cloud")
+_NODE_KEYS = {"id", "tier", "address", "mem_mb", "cores", "hardware_class", "price", "repository",
+              "parent", "slowdown"}
+_LINK_KEYS = {"a", "b", "delay_ms", "bandwidth_mbps"}
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    tier: str
+    address: str
+    mem_mb: float
+    cores: float
+    hardware_class: str | None = None
+    price: float = 1.0
+    repository: bool = False
+    parent: str | None = None
+    slowdown: float = 1.0
+
+
+@dataclass(frozen=True)
+class Link:
+    a: str
+    b: str
+    delay_ms: float
+    bandwidth_mbps: float | None = None
+
+
+@dataclass(frozen=True)
+class ComputeTime:
+    """A compute-time estimate and where it came from (``profiled`` or ``flops-scaled:<ref>``)."""
+    ms: float
+    source: str
+
+
+@dataclass
+class Topology:
+    """Validated nodes and links with shortest-by-delay routing (computed lazily, cached)."""
+    nodes: dict[str, Node]
+    links: list[Link]
+    file: str | None = None
+    _adj: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    _to_repo: dict[str, tuple[float, str | None]] | None = field(default=None, repr=False)
+    _towards: dict[str, dict[str, tuple[float, str | None]]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._adj = {n: {} for n in self.nodes}
+        for ln in self.links:
+            self._adj[ln.a][ln.b] = ln.delay_ms
+            self._adj[ln.b][ln.a] = ln.delay_ms
+
+    # -- lookups -------------------------------------------------------------------------
+    def node(self, node_id: str) -> Node:
+        try:
+            return self.nodes[node_id]
+        except KeyError:
+            raise KeyError(f"unknown node {node_id!r} (known: {', '.join(self.nodes)})") from None
+
+    @property
+    def repositories(self) -> list[str]:
+        return [n.id for n in self.nodes.values() if n.repository]
+
+    def neighbours(self, node_id: str) -> list[str]:
+        self.node(node_id)
+        return sorted(self._adj[node_id])
+
+    def link_delay_ms(self, a: str, b: str) -> float:
+        """Delay of the direct link a-b (KeyError if they are not neighbours)."""
+        return self._adj[a][b]
+
+    # -- routing -------------------------------------------------------------------------
+    def _dijkstra(self, sources: list[str]) -> dict[str, tuple[float, str | None]]:
+        """Multi-source shortest paths; returns node -> (distance, next node towards a source).
+
+        Ties are broken by node id so that every node derives the same routes.
+        """
+        best: dict[str, tuple[float, str | None]] = {}
+        heap: list[tuple[float, str, str | None]] = [(0.0, s, None) for s in sorted(sources)]
+        heapq.heapify(heap)
+        while heap:
+            d, n, via = heapq.heappop(heap)
+            if n in best:
+                continue
+            best[n] = (d, via)
+            for m, w in self._adj[n].items():
+                if m not in best:
+                    heapq.heappush(heap, (d + w, m, n))
+        return best
+
+    def _repo_tree(self) -> dict[str, tuple[float, str | None]]:
+        if self._to_repo is None:
+            self._to_repo = self._dijkstra(self.repositories)
+        return self._to_repo
+
+    def _tree_towards(self, dest: str) -> dict[str, tuple[float, str | None]]:
+        if dest not in self._towards:
+            self.node(dest)
+            self._towards[dest] = self._dijkstra([dest])
+        return self._towards[dest]
+
+    def path(self, ingress: str) -> list[str]:
+        """Nodes from ``ingress`` to its nearest repository (by delay), both ends included."""
+        self.node(ingress)
+        tree = self._repo_tree()
+        out = [ingress]
+        while tree[out[-1]][1] is not None:
+            out.append(tree[out[-1]][1])  # type: ignore[arg-type]
+        return out
+
+    def path_delays(self, ingress: str) -> list[tuple[str, float]]:
+        """``path(ingress)`` with the cumulative one-way delay from the ingress to each node."""
+        p = self.path(ingress)
+        out, acc = [(p[0], 0.0)], 0.0
+        for a, b in zip(p, p[1:]):
+            acc += self._adj[a][b]
+            out.append((b, acc))
+        return out
+
+    def route(self, a: str, b: str) -> list[str]:
+        """Shortest-by-delay node list from a to b."""
+        tree = self._tree_towards(b)
+        self.node(a)
+        out = [a]
+        while out[-1] != b:
+            out.append(tree[out[-1]][1])  # type: ignore[arg-type]
+        return out
+
+    def next_hop(self, frm: str, to: str) -> str | None:
+        """The neighbour ``frm`` forwards to for a request bound for ``to`` (None if frm == to)."""
+        self.node(frm)
+        return self._tree_towards(to)[frm][1]
+
+    def delay_ms(self, a: str, b: str) -> float:
+        """One-way delay along the shortest route from a to b."""
+        self.node(a)
+        return self._tree_towards(b)[a][0]
+
+    # -- compute -------------------------------------------------------------------------
+    def hardware_class(self, node_id: str) -> str | None:
+        return self.node(node_id).hardware_class
+
+    def compute_ms(self, node_id: str, variant: Variant, catalog: Catalog, quantile: str = "p50") -> ComputeTime:
+        """Compute time of one request (batch 1) for ``variant`` at the node, slowdown included."""
+        node = self.node(node_id)
+        base = base_compute_ms(variant, node.hardware_class, catalog, quantile, self.file, node_id)
+        return ComputeTime(base.ms * node.slowdown, base.source)
+
+
+def base_compute_ms(variant: Variant, hardware_class: str | None, catalog: Catalog, quantile: str = "p50",
+                    file: str | None = None, node_id: str = "?") -> ComputeTime:
+    """Profiled latency of ``variant`` on a hardware class, or the FLOPs-scaled fallback."""
+    if hardware_class is None:
+        raise ConfigError(file, f"nodes[{node_id}].hardware_class", "node has no hardware class",
+                          f"set `hardware_class:` on the node or at the top level (catalog classes: "
+                          f"{', '.join(catalog.hardware_classes) or 'none'})")
+    t = variant.latency_ms(hardware_class, quantile=quantile)
+    if t is not None:
+        return ComputeTime(t, "profiled")
+    refs = [u for u in catalog.variants.values()
+            if u.latency_ms(hardware_class, quantile=quantile) is not None and u.flops_per_sample > 0]
+    if not refs or variant.flops_per_sample <= 0:
+        raise ConfigError(file, f"nodes[{node_id}].hardware_class",
+                          f"variant {variant.name!r} has no latency profile for {hardware_class!r} and no "
+                          f"FLOPs reference to scale from",
+                          "profile the variant on this class (`idn models profile`) or use a profiled class")
+    ref = min(refs, key=lambda u: (u.task != variant.task,
+                                   abs(math.log(u.flops_per_sample / variant.flops_per_sample)), u.name))
+    ms = ref.latency_ms(hardware_class, quantile=quantile) * variant.flops_per_sample / ref.flops_per_sample  # type: ignore[operator]
+    return ComputeTime(ms, f"flops-scaled:{ref.name}")
+
+
+def _address_ok(addr: str) -> bool:
+    host, sep, port = addr.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
+    """Validate a topology document; every error names the file, the field and the fix."""
+    fname = str(file) if file is not None else None
+    root = Fields(doc, file, "")
+    root.check_keys({"nodes", "links", "hardware_class", "name", "description"})
+    default_hw = root.opt("hardware_class", str, None)  # type: ignore[arg-type]
+    raw_nodes = root.req("nodes", list)
+    if not raw_nodes:
+        raise root.error("nodes", "no nodes defined", "add at least one node with `repository: true`")
+    nodes: dict[str, Node] = {}
+    addresses: dict[str, str] = {}
+    for i, item in enumerate(raw_nodes):
+        f = Fields(item, file, f"nodes[{i}]")
+        f.check_keys(_NODE_KEYS)
+        nid = f.req("id", str)
+        if nid in nodes:
+            raise f.error("id", f"duplicate node id {nid!r}", "give every node a unique id")
+        tier = f.req("tier", str)
+        if tier not in TIERS:
+            raise f.error("tier", f"unknown tier {tier!r}", f"use one of {', '.join(TIERS)}")
+        addr = f.req("address", str)
+        if not _address_ok(addr):
+            raise f.error("address", f"{addr!r} is not host:port", "write e.g. 127.0.0.1:18011")
+        if addr in addresses:
+            raise f.error("address", f"{addr} already used by node {addresses[addr]!r}", "use a distinct port")
+        addresses[addr] = nid
+        slowdown = f.positive("slowdown", float, default=1.0)
+        price = f.positive("price", float, default=1.0, allow_zero=True)
+        for key, val in (("slowdown", slowdown), ("price", price)):
+            if not math.isfinite(val):
+                raise f.error(key, f"must be finite, got {val}")
+        nodes[nid] = Node(
+            id=nid, tier=tier, address=addr,
+            mem_mb=f.positive("mem_mb", float), cores=f.positive("cores", float),
+            hardware_class=f.opt("hardware_class", str, default_hw),  # type: ignore[arg-type]
+            price=price, repository=f.opt("repository", bool, False),
+            parent=f.opt("parent", str, None),  # type: ignore[arg-type]
+            slowdown=slowdown,
+        )
+    links: list[Link] = []
+    seen: set[frozenset[str]] = set()
+    for i, item in enumerate(root.opt("links", list, [])):
+        f = Fields(item, file, f"links[{i}]")
+        f.check_keys(_LINK_KEYS)
+        a, b = f.req("a", str), f.req("b", str)
+        for key, nid in (("a", a), ("b", b)):
+            if nid not in nodes:
+                raise f.error(key, f"unknown node {nid!r}", f"use one of the node ids: {', '.join(nodes)}")
+        if a == b:
+            raise f.error("b", f"link from {a!r} to itself", "a link joins two different nodes")
+        pair = frozenset((a, b))
+        if pair in seen:
+            raise f.error("b", f"duplicate link between {a!r} and {b!r}", "keep one link per pair")
+        seen.add(pair)
+        delay = f.positive("delay_ms", float, allow_zero=True)
+        bw = f.opt("bandwidth_mbps", float, None)  # type: ignore[arg-type]
+        if bw is not None and bw <= 0:
+            raise f.error("bandwidth_mbps", f"must be > 0, got {bw}")
+        if not math.isfinite(delay):
+            raise f.error("delay_ms", f"must be finite, got {delay}")
+        links.append(Link(a, b, delay, bw))
+    for i, n in enumerate(nodes.values()):
+        if n.parent is not None:
+            if n.parent not in nodes:
+                raise ConfigError(file, f"nodes[{i}].parent", f"unknown node {n.parent!r}",
+                                  f"use one of the node ids: {', '.join(nodes)}")
+            if frozenset((n.id, n.parent)) not in seen:
+                raise ConfigError(file, f"nodes[{i}].parent", f"no link between {n.id!r} and its parent {n.parent!r}",
+                                  f"add `- {{a: {n.id}, b: {n.parent}, delay_ms: <ms>}}` under links")
+    topo = Topology(nodes=nodes, links=links, file=fname)
+    if not topo.repositories:
+        raise ConfigError(file, "nodes", "no repository node", "mark one node (normally the cloud) `repository: true`")
+    reach = topo._repo_tree()
+    for i, n in enumerate(nodes.values()):
+        if n.id not in reach:
+            raise ConfigError(file, f"nodes[{i}]", f"node {n.id!r} cannot reach any repository",
+                              "add a link connecting it to the rest of the topology")
+    return topo
+
+
+def load_topology(path: str | Path) -> Topology:
+    """Load and validate a topology YAML/JSON file."""
+    return parse_topology(read_document(path), path)
