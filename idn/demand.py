@@ -87,9 +87,10 @@ def parse_demand(doc: Any, file: str | Path | None, topology: Topology, catalog:
         task = f.req("task", str)
         if task not in catalog.tasks:
             raise f.error("task", f"unknown task {task!r}", f"use a catalog task: {', '.join(catalog.tasks)}")
-        rate = f.positive("rate", float)
-        if not math.isfinite(rate):
-            raise f.error("rate", f"must be finite, got {rate}")
+        rate = f.req("rate", float)
+        if not (rate > 0 and math.isfinite(rate)):
+            raise f.error("rate", f"must be > 0 and finite, got {rate}",
+                          "rates are requests per second; drop a class that has no traffic")
         lat = f.opt("max_latency_ms", float, None)  # type: ignore[arg-type]
         if lat is not None and not (lat > 0 and math.isfinite(lat)):
             raise f.error("max_latency_ms", f"must be a positive number, got {lat}", "omit it for no latency SLO")
