@@ -15,6 +15,8 @@ import numpy as np
 
 from idn.node.grpc_service import param_value, set_param
 from idn.node.tensors import CONTENTS_FIELD, DTYPES, datatype_of, decode_raw, encode_raw
+from idn.protos import control_pb2 as cpb
+from idn.protos import control_pb2_grpc as cpb_grpc
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 
@@ -183,3 +185,40 @@ class AsyncClient:
                     **kw: Any) -> InferResult:
         req = build_request(model, inputs, outputs, parameters, **kw)
         return parse_response(await self.stub.ModelInfer(req, timeout=timeout or self.timeout))
+
+
+class ControlClient:
+    """Blocking client of a node's control plane (``idn.v1.NodeControl``).
+
+    Every call carries the node's control token as ``authorization: Bearer <token>``;
+    the operator commands (``idn apply``, ``idn status``) and the launcher use it.
+    """
+
+    def __init__(self, address: str, token: str, timeout: float | None = 30.0):
+        self.address = address
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {token}"),)
+        self.channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.stub = cpb_grpc.NodeControlStub(self.channel)
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def __enter__(self) -> "ControlClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def info(self) -> cpb.NodeInfo:
+        """``NodeInfo``: id, tier, loaded variants, plan version, readiness."""
+        return self.stub.GetNodeInfo(cpb.GetNodeInfoRequest(), metadata=self._metadata, timeout=self.timeout)
+
+    def apply_plan(self, plan_json: str) -> cpb.ApplyPlanResponse:
+        """``ApplyPlanResponse`` (loaded / unloaded / kept); FAILED_PRECONDITION for a stale version."""
+        return self.stub.ApplyPlan(cpb.ApplyPlanRequest(plan_json=plan_json), metadata=self._metadata,
+                                   timeout=self.timeout)
+
+    def stats(self, since: int = 0) -> cpb.Stats:
+        """``Stats`` per request class since a cursor (0 = since the node started)."""
+        return self.stub.GetStats(cpb.GetStatsRequest(since=since), metadata=self._metadata, timeout=self.timeout)

@@ -7,6 +7,8 @@ from idn.cli.app import app
 # One module per command group; importing it registers its commands on `app`.
 _COMMAND_MODULES = [
     "idn.cli.node_cmd",
+    "idn.cli.net_cmd",
+    "idn.cli.client_cmd",
 ]
 
 for _m in _COMMAND_MODULES:

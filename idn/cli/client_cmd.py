@@ -1,0 +1,175 @@
+"""`idn infer` (one request, who served it) and `idn loadgen` (a demand's open-loop workload)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated, Optional
+
+import grpc
+import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from idn.catalog import Catalog, default_catalog_path, load_catalog
+from idn.cli.app import app
+from idn.client import Client
+from idn.config import ConfigError
+from idn.demand import load_demand
+from idn.loadgen import (LoadOptions, LoadReport, answer_output, load_samples, plan_load, run_load,
+                         scale_demand, slo_parameters, top_class)
+from idn.topology import load_topology
+
+# Wide tables when piped (rich would assume 80 columns); a terminal keeps its own width.
+_WIDTH = shutil.get_terminal_size((160, 40)).columns
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+CatalogOpt = Annotated[Optional[Path], typer.Option(help="catalog.yaml (default models/catalog.yaml)")]
+
+
+def fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+def _catalog(path: Path | None) -> Catalog:
+    try:
+        return load_catalog(path or default_catalog_path())
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+def _label(task_labels: tuple[str, ...], k: int | None) -> str:
+    if k is None:
+        return "?"
+    return f"{k} ({task_labels[k]})" if 0 <= k < len(task_labels) and task_labels[k] != str(k) else str(k)
+
+
+@app.command("infer")
+def infer(
+    to: Annotated[str, typer.Option("--to", help="HOST:PORT of the node to send to (normally an edge)")],
+    task: Annotated[str, typer.Option(help="task (or a variant name, to pin it)")],
+    sample: Annotated[Optional[int], typer.Option(help="index into the task's held-out samples")] = None,
+    input: Annotated[Optional[Path], typer.Option("--input", help=".npy input, one sample or a batch of one")] = None,
+    max_latency_ms: Annotated[Optional[float], typer.Option(help="request SLO: latency bound")] = None,
+    min_accuracy: Annotated[Optional[float], typer.Option(help="request SLO: accuracy floor")] = None,
+    timeout: Annotated[float, typer.Option(help="gRPC deadline, seconds")] = 10.0,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Send one request; print the answer, the true label when known, and who served it."""
+    cat = _catalog(catalog)
+    task_name = task if task in cat.tasks else cat.variants[task].task if task in cat.variants else None
+    if task_name is None:
+        raise fail(f"--task {task!r}: not a task or variant of the catalog (tasks: {', '.join(cat.tasks)})")
+    t = cat.tasks[task_name]
+    if (sample is None) == (input is None):
+        raise fail("give exactly one of --sample K or --input FILE.npy")
+    truth: int | None = None
+    if input is not None:
+        try:
+            x = np.load(input, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise fail(f"--input {input}: {e}") from None
+        spec = t.inputs[0]
+        if x.ndim == len(spec.shape) - 1:
+            x = x[None]
+        x = x.astype(np.float32) if spec.datatype == "FP32" and x.dtype != np.float32 else x
+        name = spec.name
+        where = str(input)
+    else:
+        try:
+            s = load_samples(t)
+        except ConfigError as e:
+            raise fail(str(e)) from None
+        if not 0 <= sample < len(s):  # type: ignore[operator]
+            raise fail(f"--sample {sample}: the task has {len(s)} held-out samples (0..{len(s) - 1})")
+        x, name = s.one(sample), s.input_name  # type: ignore[arg-type]
+        truth = int(s.labels[sample]) if s.labels is not None else None
+        where = f"held-out sample {sample} of {task_name}"
+    output = answer_output(t)
+    try:
+        with Client(to, timeout=timeout) as c:
+            res = c.infer(task, {name: x}, [output], parameters=slo_parameters(max_latency_ms, min_accuracy))
+    except grpc.RpcError as e:
+        raise fail(f"{to}: {e.code().name}: {e.details()}") from None
+    answer = top_class(res.outputs[output])
+    right = "" if truth is None else ("  [green]correct[/green]" if answer == truth else "  [red]wrong[/red]")
+    out.print(f"input:    {where}", highlight=False)
+    out.print(f"answer:   {_label(t.labels, answer)}{right}", highlight=False)
+    out.print(f"label:    {_label(t.labels, truth) if truth is not None else 'unknown'}", highlight=False)
+    acc = f"{res.accuracy:.3f}" if res.accuracy is not None else "?"
+    out.print(f"served:   node {res.node} · variant {res.variant} (held-out accuracy {acc}) · "
+              f"{res.hops} hop(s) · {res.server_us} us in the server"
+              + (" · [yellow]DEGRADED[/yellow] (fallback)" if res.degraded else ""), highlight=False)
+    if res.parameters.get("idn.slo_met") is False:
+        out.print("[yellow]note:[/yellow] no target met this request's SLO; the plan's best was used")
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def render_load_report(report: LoadReport, title: str) -> Table:
+    t = Table(title=title)
+    for col in ("class", "sent", "ok", "errors", "p50 ms", "p95 ms", "p99 ms", "mean ms", "accuracy", "SLO met",
+                "served by"):
+        t.add_column(col, justify="right" if col not in ("class", "served by", "errors") else "left")
+    for c in [*report.classes, report.overall]:
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(c.errors.items()))
+        if c.dropped:
+            errors = (errors + ", " if errors else "") + f"dropped {c.dropped}"
+        served = ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(c.served_by.items(), key=lambda kv: -kv[1]))
+        name = c.class_id if c.class_id != "all" else "[bold]all[/bold]"
+        t.add_row(name, str(c.sent), str(c.ok), errors or "-", _ms(c.latency.p50_ms), _ms(c.latency.p95_ms),
+                  _ms(c.latency.p99_ms), _ms(c.latency.mean_ms), _pct(c.accuracy), _pct(c.slo_met),
+                  served if c.class_id != "all" else "")
+    return t
+
+
+@app.command("loadgen")
+def loadgen(
+    topology: Annotated[Path, typer.Option(help="topology: where each class's ingress listens")],
+    demand: Annotated[Path, typer.Option(help="demand: request classes and their rates")],
+    duration: Annotated[float, typer.Option(help="seconds of counted load (after the warm-up)")] = 10.0,
+    warmup: Annotated[float, typer.Option(help="seconds of load sent first and not counted")] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of arrivals and sample order")] = 0,
+    max_outstanding: Annotated[int, typer.Option(help="bound on requests in flight; arrivals over it are "
+                                                 "counted as dropped")] = 256,
+    timeout: Annotated[float, typer.Option(help="gRPC deadline of each request, seconds")] = 5.0,
+    scale: Annotated[float, typer.Option(help="multiply every class's rate")] = 1.0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report as JSON here")] = None,
+    catalog: CatalogOpt = None,
+) -> None:
+    """Open-loop Poisson load per request class; per class latency percentiles, accuracy, who served."""
+    cat = _catalog(catalog)
+    if duration <= 0 or scale <= 0 or max_outstanding < 1:
+        raise fail("--duration and --scale must be > 0, --max-outstanding >= 1")
+    try:
+        topo = load_topology(topology)
+        dem = load_demand(demand, topo, cat)
+        dem = scale_demand(dem, scale)
+        loads = plan_load(topo, cat, dem, seed=seed)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    opts = LoadOptions(duration_s=duration, warmup_s=warmup, seed=seed, max_outstanding=max_outstanding,
+                       timeout_s=timeout)
+    err.print(f"loadgen: {len(loads)} classes, {dem.total_rate:.1f} req/s total, {warmup:g} s warm-up + "
+              f"{duration:g} s", highlight=False)
+    try:
+        report = asyncio.run(run_load(loads, opts))
+    except asyncio.TimeoutError:
+        raise fail(f"an ingress of {topology} did not accept a connection within {timeout:g} s "
+                   f"(is the network up? `idn up {topology}`)") from None
+    out.print(render_load_report(report, f"loadgen {demand.name}: {duration:g} s, seed {seed}"))
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
+        out.print(f"report: {json_out}", highlight=False)

@@ -1,0 +1,361 @@
+"""The local launcher: a whole topology as node processes on this machine.
+
+``idn up`` starts one ``idn node --topology T --id N`` subprocess per node, each in its
+own session (so the network outlives the command that started it and a Ctrl-C in the
+operator's shell does not reach it), with its log in the run folder
+(``.idn/run/<topology>/<node>.log``) and its persisted plan under ``state/<node>``.
+One random control token is shared by the nodes of a run and written to the state file,
+which is what ``idn down``, ``idn apply`` and ``idn status`` read later.
+
+State file (JSON)::
+
+    {"topology": "/abs/deploy/topologies/demo.yaml", "name": "demo", "token": "...",
+     "run_dir": "/abs/.idn/run/demo", "started": 1700000000.0, "emulate": true,
+     "nodes": {"edge-1": {"pid": 1234, "address": "127.0.0.1:18011", "tier": "edge",
+                          "log": "/abs/.idn/run/demo/edge-1.log"}, ...}}
+
+Stopping is SIGTERM (the node drains in-flight requests and exits 0), then SIGKILL after
+a bound. A pid is only signalled while its command line still names this node, so a
+stale state file never kills an unrelated process that reused the pid.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+
+from idn.client import ControlClient
+from idn.plan import Plan, plan_to_dict
+from idn.protos import grpc_service_pb2 as pb
+from idn.protos import grpc_service_pb2_grpc as pb_grpc
+from idn.topology import Topology, load_topology
+
+RUN_ROOT = Path(".idn") / "run"
+TOKEN_ENV = "IDN_CONTROL_TOKEN"
+
+
+class LaunchError(RuntimeError):
+    """A network could not be started, found or controlled; the message says what to do."""
+
+
+@dataclass
+class NodeProcess:
+    pid: int
+    address: str
+    tier: str
+    log: str
+
+
+@dataclass
+class RunState:
+    """What ``idn up`` started: enough for ``down``/``apply``/``status`` in another process."""
+    topology: str
+    name: str
+    token: str
+    run_dir: str
+    nodes: dict[str, NodeProcess]
+    emulate: bool = False
+    started: float = field(default_factory=time.time)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, file: Path) -> "RunState":
+        try:
+            doc = json.loads(text)
+            nodes = {nid: NodeProcess(**n) for nid, n in doc.pop("nodes").items()}
+            return cls(nodes=nodes, **doc)
+        except (ValueError, KeyError, TypeError) as e:
+            raise LaunchError(f"{file}: not an `idn up` state file ({e}); remove it and run `idn up` again") from None
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.to_json(), encoding="utf-8")
+        os.chmod(tmp, 0o600)  # it holds the control token
+        tmp.replace(path)
+        return path
+
+    @property
+    def addresses(self) -> dict[str, str]:
+        return {nid: n.address for nid, n in self.nodes.items()}
+
+
+def topology_name(topology_path: str | Path) -> str:
+    return Path(topology_path).stem
+
+
+def default_state_path(topology_path: str | Path) -> Path:
+    return RUN_ROOT / topology_name(topology_path) / "state.json"
+
+
+def load_state(path: Path) -> RunState:
+    if not path.is_file():
+        raise LaunchError(f"{path}: no state file; start the network with `idn up <topology>` "
+                          f"(or pass --state to the file it wrote)")
+    return RunState.from_json(path.read_text(encoding="utf-8"), path)
+
+
+# -- processes ----------------------------------------------------------------------------
+
+def node_command(topology_path: Path, node_id: str, state_dir: Path, catalog: Path | None, plan: Path | None,
+                 emulate: bool, extra_args: Iterable[str] = ()) -> list[str]:
+    cmd = [sys.executable, "-m", "idn.cli", "node", "--topology", str(topology_path), "--id", node_id,
+           "--state-dir", str(state_dir)]
+    if catalog is not None:
+        cmd += ["--catalog", str(catalog)]
+    if plan is not None:
+        cmd += ["--plan", str(plan)]
+    if emulate:
+        cmd.append("--emulate")
+    return cmd + list(extra_args)
+
+
+def pid_runs_node(pid: int, node_id: str) -> bool:
+    """True while ``pid`` is alive and is still an ``idn node ... --id <node_id>`` process."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        try:  # no procfs (macOS): fall back to "is it alive", the best this platform tells us
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    args = [a.decode(errors="replace") for a in cmdline]
+    return "node" in args and "--id" in args and node_id in args and _is_zombie(pid) is False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def log_tail(path: str | Path, lines: int = 20) -> str:
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError as e:
+        return f"(no log: {e})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def server_ready(address: str, timeout: float = 1.0) -> bool:
+    """The node's own readiness (OIP ``ServerReady``): true once every variant it must serve is loaded."""
+    with grpc.insecure_channel(address) as ch:
+        try:
+            return pb_grpc.GRPCInferenceServiceStub(ch).ServerReady(pb.ServerReadyRequest(), timeout=timeout).ready
+        except grpc.RpcError:
+            return False
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def stop_nodes(nodes: dict[str, NodeProcess], timeout_s: float = 10.0,
+               procs: dict[str, subprocess.Popen] | None = None) -> dict[str, str]:
+    """SIGTERM every node, wait up to ``timeout_s`` for them to drain, SIGKILL the rest.
+
+    Returns node -> how it ended (``stopped``, ``killed``, ``not running``).
+    ``procs`` are Popen handles when this process started them (reaped, no zombies).
+    """
+    procs = procs or {}
+    outcome: dict[str, str] = {}
+    alive: dict[str, int] = {}
+    for nid, n in nodes.items():
+        if pid_runs_node(n.pid, nid):
+            _signal(n.pid, signal.SIGTERM)
+            alive[nid] = n.pid
+        else:
+            outcome[nid] = "not running"
+    deadline = time.monotonic() + timeout_s
+    while alive and time.monotonic() < deadline:
+        for nid, pid in list(alive.items()):
+            if nid in procs:
+                procs[nid].poll()
+            if not pid_runs_node(pid, nid):
+                outcome[nid] = "stopped"
+                del alive[nid]
+        time.sleep(0.05)
+    for nid, pid in alive.items():
+        _signal(pid, signal.SIGKILL)
+        outcome[nid] = "killed"
+    for nid, p in procs.items():
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+    return outcome
+
+
+def start_network(topology_path: Path, *, plan: Path | None = None, catalog: Path | None = None,
+                  emulate: bool = False, run_dir: Path | None = None, token: str | None = None,
+                  ready_timeout_s: float = 60.0, extra_node_args: Iterable[str] = (),
+                  on_wait: Callable[[str], None] | None = None) -> tuple[RunState, dict[str, subprocess.Popen]]:
+    """Start every node of a topology and wait until all are ready.
+
+    On any failure (a node exits, or is not ready within ``ready_timeout_s``) the nodes
+    already started are stopped and LaunchError carries the failing node's log tail.
+    """
+    topology_path = topology_path.resolve()
+    topo: Topology = load_topology(topology_path)
+    run_dir = (run_dir or RUN_ROOT / topology_name(topology_path)).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    token = token or secrets.token_urlsafe(24)
+    env = dict(os.environ, **{TOKEN_ENV: token}, PYTHONUNBUFFERED="1")
+    procs: dict[str, subprocess.Popen] = {}
+    nodes: dict[str, NodeProcess] = {}
+    try:
+        for nid, node in topo.nodes.items():
+            log_path = run_dir / f"{nid}.log"
+            cmd = node_command(topology_path, nid, run_dir / "state" / nid, catalog, plan, emulate, extra_node_args)
+            with open(log_path, "w", encoding="utf-8") as log:
+                log.write("$ " + " ".join(cmd) + "\n")
+                log.flush()
+                procs[nid] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                              env=env, start_new_session=True)
+            nodes[nid] = NodeProcess(procs[nid].pid, node.address, node.tier, str(log_path))
+        _wait_ready(nodes, procs, ready_timeout_s, on_wait)
+    except BaseException:
+        stop_nodes(nodes, timeout_s=5.0, procs=procs)
+        raise
+    state = RunState(topology=str(topology_path), name=topology_name(topology_path), token=token,
+                     run_dir=str(run_dir), nodes=nodes, emulate=emulate)
+    return state, procs
+
+
+def _wait_ready(nodes: dict[str, NodeProcess], procs: dict[str, subprocess.Popen], timeout_s: float,
+                on_wait: Callable[[str], None] | None) -> None:
+    pending = set(nodes)
+    deadline = time.monotonic() + timeout_s
+    while pending:
+        for nid in sorted(pending):
+            rc = procs[nid].poll()
+            if rc is not None:
+                raise LaunchError(f"node {nid!r} exited with status {rc} before it was ready; "
+                                  f"last lines of {nodes[nid].log}:\n{log_tail(nodes[nid].log)}")
+            if server_ready(nodes[nid].address, timeout=0.5):
+                pending.discard(nid)
+                if on_wait:
+                    on_wait(nid)
+        if pending and time.monotonic() > deadline:
+            nid = sorted(pending)[0]
+            raise LaunchError(f"node(s) {sorted(pending)} not ready after {timeout_s:.0f} s; "
+                              f"last lines of {nodes[nid].log}:\n{log_tail(nodes[nid].log)}")
+        if pending:
+            time.sleep(0.1)
+
+
+# -- control ------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NodeApplied:
+    node: str
+    version: int
+    loaded: tuple[str, ...]
+    unloaded: tuple[str, ...]
+    kept: tuple[str, ...]
+
+
+def apply_order(topology: Topology) -> list[str]:
+    """Nodes farthest from the edge first: repositories, then regionals, then ingresses.
+
+    Every node applies make-before-break on its own; pushing to the serving side first
+    means that when an ingress switches its routes, the targets it now picks have already
+    loaded their variants. (Old targets may unload a moment before the last ingress
+    switches; the nodes have no cluster-wide two-phase commit.)
+    """
+    depth = {nid: max(len(topology.path(nid)) - 1, 0) for nid in topology.nodes}
+    return sorted(topology.nodes, key=lambda nid: (depth[nid], nid))
+
+
+def push_plan(plan: Plan, topology: Topology, addresses: dict[str, str], token: str,
+              version: int | None = None) -> tuple[int, list[NodeApplied]]:
+    """Apply ``plan`` to every node, re-versioned to ``version`` or max(node versions) + 1.
+
+    Re-versioning makes a freshly solved plan (which always starts at version 1) newer
+    than whatever the nodes run; the caller reports the version it got.
+    """
+    clients = {nid: ControlClient(addresses[nid], token) for nid in topology.nodes}
+    try:
+        if version is None:
+            version = max(c.info().plan_version for c in clients.values()) + 1
+        doc = json.dumps(plan_to_dict(plan.with_version(version)))
+        results = []
+        for nid in apply_order(topology):
+            r = clients[nid].apply_plan(doc)
+            results.append(NodeApplied(nid, r.version, tuple(r.loaded), tuple(r.unloaded), tuple(r.kept)))
+        return version, results
+    finally:
+        for c in clients.values():
+            c.close()
+
+
+@dataclass(frozen=True)
+class NodeStatus:
+    node: str
+    tier: str
+    address: str
+    ready: bool
+    plan_version: int | None
+    variants: tuple[str, ...]
+    rate_rps: float
+    classes: dict[str, float]  # class key -> requests/s over the stats window
+    error: str | None = None
+
+
+def node_statuses(topology: Topology, addresses: dict[str, str], token: str, window_s: float = 1.0,
+                  timeout_s: float = 3.0) -> list[NodeStatus]:
+    """Per node: readiness, plan version, loaded variants and request rates over the last ``window_s``.
+
+    Rates come from two GetStats calls ``window_s`` apart (one sleep for all nodes), so
+    they show the load now rather than the average since the node started. A node that
+    does not answer is reported with its gRPC status, not skipped.
+    """
+    clients = {nid: ControlClient(addresses.get(nid, n.address), token, timeout=timeout_s)
+               for nid, n in topology.nodes.items()}
+    try:
+        cursors: dict[str, int] = {}
+        errors: dict[str, str] = {}
+        for nid, c in clients.items():
+            try:
+                cursors[nid] = c.stats(0).cursor
+            except grpc.RpcError as e:
+                errors[nid] = f"{e.code().name}: {e.details()}"
+        if cursors:
+            time.sleep(window_s)
+        out = []
+        for nid, node in topology.nodes.items():
+            c = clients[nid]
+            if nid in errors:
+                out.append(NodeStatus(nid, node.tier, c.address, False, None, (), 0.0, {}, errors[nid]))
+                continue
+            try:
+                info, stats = c.info(), c.stats(cursors[nid])
+            except grpc.RpcError as e:
+                out.append(NodeStatus(nid, node.tier, c.address, False, None, (), 0.0, {},
+                                      f"{e.code().name}: {e.details()}"))
+                continue
+            classes = {cs.class_key: cs.rate_rps for cs in stats.classes}
+            out.append(NodeStatus(nid, info.tier or node.tier, c.address, info.ready, info.plan_version,
+                                  tuple(info.variants), sum(classes.values()), classes))
+        return out
+    finally:
+        for c in clients.values():
+            c.close()
