@@ -140,6 +140,7 @@ class _Outcome:
     served_by: str = ""  # "<node>/<variant>"
     degraded: bool = False
     correct: bool | None = None
+    server_us: float = 0.0  # time inside the serving node (idn.server_us)
 
 
 @dataclass
@@ -172,6 +173,7 @@ class ClassReport:
     dropped: int                # arrivals over the outstanding bound: never sent
     errors: dict[str, int]      # gRPC status name -> count
     latency: LatencySummary     # successful requests, client-side, in ms
+    server_ms: float | None     # mean time inside the serving node (the rest is network + transport)
     accuracy: float | None      # share of labelled OK answers that were right
     labelled: int
     slo_met: float | None       # share of OK answers within max_latency_ms (None without that SLO)
@@ -193,6 +195,7 @@ class ClassReport:
             max_latency_ms=rc.max_latency_ms, min_accuracy=rc.min_accuracy, sent=len(outcomes), ok=len(ok),
             dropped=dropped, errors=dict(Counter(o.code for o in outcomes if o.code != "OK")),
             latency=LatencySummary.of([o.latency_ms for o in ok]),
+            server_ms=(sum(o.server_us for o in ok) / len(ok) / 1e3) if ok else None,
             accuracy=(sum(labelled) / len(labelled)) if labelled else None, labelled=len(labelled),
             slo_met=slo, degraded=sum(o.degraded for o in ok),
             served_by={k: v / len(ok) for k, v in sorted(served.items())},
@@ -331,5 +334,6 @@ class _Driver:
         correct = None
         if label is not None and ld.output in res.outputs:
             correct = top_class(res.outputs[ld.output]) == label
-        self.outcomes[i].append(_Outcome(ms, "OK", f"{res.node}/{res.variant}", res.degraded, correct))
+        self.outcomes[i].append(_Outcome(ms, "OK", f"{res.node}/{res.variant}", res.degraded, correct,
+                                         float(res.server_us or 0)))
 

@@ -9,6 +9,7 @@ _COMMAND_MODULES = [
     "idn.cli.node_cmd",
     "idn.cli.net_cmd",
     "idn.cli.client_cmd",
+    "idn.cli.demo_cmd",
 ]
 
 for _m in _COMMAND_MODULES:

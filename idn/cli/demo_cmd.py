@@ -1,0 +1,82 @@
+"""`idn demo` (= `make run`): ILP vs repository-only vs greedy, predicted and live, on the demo network."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Annotated, Optional
+
+import grpc
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from idn.cli.app import app
+from idn.config import ConfigError
+from idn.demo import AGREEMENT, DEMO_DEMAND, DEMO_TOPOLOGY, DemoOptions, DemoResult, explain, run_demo
+from idn.launcher import LaunchError
+from idn.placement import InfeasibleProblem
+
+_WIDTH = shutil.get_terminal_size((160, 40)).columns
+out = Console(width=_WIDTH)
+err = Console(stderr=True, width=_WIDTH)
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.1f}%"
+
+
+def render_comparison(res: DemoResult) -> Table:
+    t = Table(title=f"predicted (evaluator) vs measured (live, {res.duration_s:g} s per plan) — "
+                    f"{Path(res.topology).name} / {Path(res.demand).name}")
+    cols = ("plan", "solver", "gain", "mean ms pred", "mean ms live", "Δ mean", "p95(class) pred",
+            "p95(class) live", "p95(req) live", "accuracy pred", "accuracy live", "ok / sent", "errors")
+    for c in cols:
+        t.add_column(c, justify="left" if c in ("plan", "solver", "errors") else "right")
+    for p in res.plans:
+        ratio = p.latency_ratio
+        delta = "-" if ratio is None else f"{100 * (ratio - 1):+.0f}%"
+        if ratio is not None and abs(ratio - 1) > AGREEMENT:
+            delta = f"[yellow]{delta}[/yellow]"
+        errors = ", ".join(f"{k} {v}" for k, v in sorted(p.errors.items()))
+        if p.dropped:
+            errors = (errors + ", " if errors else "") + f"dropped {p.dropped}"
+        t.add_row(p.label, p.solver_status, _pct(p.gain_vs_repository), _ms(p.predicted.mean_latency_ms),
+                  _ms(p.measured.mean_latency_ms), delta, _ms(p.predicted.p95_class_latency_ms),
+                  _ms(p.measured.p95_class_latency_ms), _ms(p.measured_p95_ms), _pct(p.predicted.accuracy),
+                  _pct(p.measured.accuracy), f"{p.ok} / {p.sent}", errors or "-")
+    return t
+
+
+@app.command("demo")
+def demo(
+    duration: Annotated[float, typer.Option(help="seconds of counted load per plan")] = 15.0,
+    warmup: Annotated[float, typer.Option(help="seconds of load per plan before counting")] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of arrivals and sample order (the same for every plan)")] = 0,
+    json_out: Annotated[Path, typer.Option("--json", help="write the comparison here")] = Path("results/demo.json"),
+    topology: Annotated[Path, typer.Option(help="topology to run")] = DEMO_TOPOLOGY,
+    demand: Annotated[Path, typer.Option(help="demand to solve for and replay")] = DEMO_DEMAND,
+    catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml (default models/catalog.yaml)")] = None,
+) -> None:
+    """Start the demo network; solve, apply and replay the ILP, repository-only and greedy plans; compare."""
+    opts = DemoOptions(topology=topology, demand=demand, catalog=catalog, duration_s=duration, warmup_s=warmup,
+                       seed=seed)
+    try:
+        res = run_demo(opts, say=lambda s: err.print(s, highlight=False))
+    except (ConfigError, LaunchError, InfeasibleProblem) as e:
+        err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    except grpc.RpcError as e:
+        err.print(f"[red]error:[/red] a node answered {e.code().name}: {e.details()}", highlight=False)
+        raise typer.Exit(1) from None
+    out.print(render_comparison(res))
+    for p in res.plans:
+        out.print(explain(p), highlight=False)
+    json_out.parent.mkdir(parents=True, exist_ok=True)
+    json_out.write_text(json.dumps(res.to_dict(), indent=1) + "\n", encoding="utf-8")
+    out.print(f"comparison: {json_out} · total {res.wall_s:.0f} s", highlight=False)
