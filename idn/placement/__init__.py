@@ -1,0 +1,15 @@
+"""Placement: which variants live on which node and how each request class is split.
+
+Modules: ``problem`` (pure problem building and pruning), ``ilp`` (the PuLP model,
+HiGHS/CBC, honest status), ``routing`` (best split for fixed placements),
+``baselines`` (repository-only, smallest, greedy, LP rounding), ``evaluate`` (one
+scorer for every plan), ``explain`` (why an input is infeasible), ``solve`` (the entry
+point the CLI uses), ``synthetic`` (generated instances for tests and benchmarks).
+"""
+
+from idn.placement.explain import InfeasibleProblem
+from idn.placement.ilp import SolverOptions
+from idn.placement.problem import PlacementOptions, build_problem
+from idn.placement.solve import METHODS, Outcome, solve
+
+__all__ = ["InfeasibleProblem", "METHODS", "Outcome", "PlacementOptions", "SolverOptions", "build_problem", "solve"]

@@ -1,0 +1,208 @@
+"""Baselines the ILP is compared against, all scored later by the same evaluator.
+
+* ``repository_only``: every class is served at the repository at the end of its path
+  by the variant that is cheapest for it there (SLO-meeting if any does; otherwise the
+  evaluator reports the violation). The paper's reference point: the *gain* of a plan is
+  its cost reduction against this one.
+* ``smallest``: on every node, the smallest variant of each task routed through it,
+  tasks by descending rate through the node, while memory and budget last; then the
+  optimal routing over those placements.
+* ``greedy``: start from nothing; repeatedly place the (node, variant) with the largest
+  marginal cost reduction per MiB (lazy evaluation with a heap; a move only takes the
+  classes whose load still fits the node's compute cap); then the optimal routing.
+* ``lp_round``: solve the LP relaxation, place (node, variant) pairs by decreasing
+  fractional x while memory and budget allow, then re-solve the routing LP. The LP
+  value is a valid lower bound and is reported as this heuristic's bound.
+
+Every heuristic repairs classes its rule left without a placed target (cheapest triple
+that still fits) before routing, and reports ``infeasible`` with the reason when the
+routing still fails.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+
+import numpy as np
+
+from idn.catalog import Catalog
+from idn.placement.ilp import SolverOptions, build_model, run_model, values
+from idn.placement.problem import Problem
+from idn.placement.routing import repair, route
+from idn.placement.solution import Solution, from_arrays
+from idn.plan import SolverFacts
+from idn.topology import Topology
+
+HEURISTICS = ("repository", "smallest", "greedy", "lp-round")
+
+
+def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: SolverOptions,
+            bound: float | None = None) -> Solution:
+    placed = repair(problem, placed)
+    shares, why = route(problem, placed, opts)
+    elapsed = time.perf_counter() - t0
+    base_opts = {**problem.options.as_dict(), "solver": name}
+    if shares is None:
+        facts = SolverFacts(name, "infeasible", None, bound, None, round(elapsed, 6), {**base_opts, "solver_message": why})
+        sol = Solution(name, {}, {}, facts)
+    else:
+        obj = problem.objective_of(shares)
+        gap = None if bound is None else max(0.0, obj - bound) / max(abs(obj), 1e-9)
+        facts = SolverFacts(name, "heuristic", obj, bound, gap, round(elapsed, 6), base_opts)
+        sol = from_arrays(problem, name, shares, facts)
+    sol.solve_s = elapsed
+    return sol
+
+
+def repository_only(problem: Problem, topology: Topology, catalog: Catalog) -> Solution:
+    """Everything at the repository (outside the pruned triples: SLOs may be violated)."""
+    t0 = time.perf_counter()
+    alpha = problem.options.alpha
+    placements: dict[str, set[str]] = {}
+    routes: dict[int, list[tuple[str, str, float]]] = {}
+    for r, c in enumerate(problem.classes):
+        pd = topology.path_delays(c.ingress)
+        repo, d = pd[-1]
+        options = []
+        for v in catalog.tasks[c.task].variants.values():
+            t50 = topology.compute_ms(repo, v, catalog, "p50").ms
+            t95 = max(topology.compute_ms(repo, v, catalog, "p95").ms, t50)
+            meets = (c.max_latency_ms is None or 2 * d + t95 <= c.max_latency_ms) and (
+                c.min_accuracy is None or v.accuracy >= c.min_accuracy)
+            options.append((not meets, 2 * d + t50 + alpha * (1 - v.accuracy), v.name))
+        _, cost, name = min(options)
+        routes[r] = [(repo, name, 1.0)]
+        placements.setdefault(repo, set()).add(name)
+    elapsed = time.perf_counter() - t0
+    facts = SolverFacts("repository", "heuristic", None, None, None, round(elapsed, 6),
+                        {**problem.options.as_dict(), "solver": "repository"})
+    sol = Solution("repository", placements, routes, facts)
+    sol.solve_s = elapsed
+    return sol
+
+
+def smallest(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
+    """The smallest variant of each task on every node where it fits."""
+    t0 = time.perf_counter()
+    placed = np.zeros(problem.n_pairs, dtype=bool)
+    used = np.zeros(len(problem.node_ids))
+    spent, budget = 0.0, problem.options.budget
+    # Pairs per (node, task) and the rate of each task through each node.
+    tri_node = problem.pair_node[problem.tri_pair]
+    rate_through: dict[tuple[int, str], float] = {}
+    pairs_at: dict[tuple[int, str], list[int]] = {}
+    seen: set[tuple[int, int]] = set()
+    for i in range(problem.n_triples):
+        r, n, p = int(problem.tri_class[i]), int(tri_node[i]), int(problem.tri_pair[i])
+        key = (n, problem.classes[r].task)
+        if (r, n) not in seen:
+            seen.add((r, n))
+            rate_through[key] = rate_through.get(key, 0.0) + float(problem.rate[r])
+        pairs_at.setdefault(key, [])
+        if p not in pairs_at[key]:
+            pairs_at[key].append(p)
+    for (n, task), _ in sorted(rate_through.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1])):
+        p = min(pairs_at[(n, task)], key=lambda p: (problem.pair_size[p], p))
+        size, cost = float(problem.pair_size[p]), float(problem.pair_cost[p])
+        if used[n] + size <= problem.mem[n] + 1e-9 and (budget is None or spent + cost <= budget + 1e-9):
+            placed[p] = True
+            used[n] += size
+            spent += cost
+    return _finish(problem, "smallest", placed, t0, opts)
+
+
+def greedy(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
+    """Lazy greedy on marginal cost reduction per MiB, compute-aware."""
+    t0 = time.perf_counter()
+    n_pairs = problem.n_pairs
+    order = np.argsort(problem.tri_pair, kind="stable")
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(problem.tri_pair, minlength=n_pairs))])
+    tri_class, tri_cost, tri_load = problem.tri_class, problem.tri_cost, problem.tri_load
+    tri_node = problem.pair_node[problem.tri_pair]
+    rate = problem.rate
+    big = float(tri_cost.max() if problem.n_triples else 0.0) * 10.0 + 1.0  # cost of an unserved class
+    cur_cost = np.full(len(problem.classes), big)
+    cur_tri = np.full(len(problem.classes), -1, dtype=np.int64)
+    load = np.zeros(len(problem.node_ids))
+    used = np.zeros(len(problem.node_ids))
+    spent, budget = 0.0, problem.options.budget
+    placed = np.zeros(n_pairs, dtype=bool)
+    psize, pcost = problem.pair_size, problem.pair_cost
+
+    def gain(p: int) -> tuple[float, list[int]]:
+        n = int(problem.pair_node[p])
+        idx = order[ptr[p]:ptr[p + 1]]
+        r = tri_class[idx]
+        imp = rate[r] * (cur_cost[r] - tri_cost[idx])
+        good = imp > 1e-12
+        if not good.any():
+            return 0.0, []
+        idx, imp, r = idx[good], imp[good], r[good]
+        # load freed at n by classes that move from another variant at the same node
+        freed = np.where((cur_tri[r] >= 0) & (tri_node[np.maximum(cur_tri[r], 0)] == n),
+                         tri_load[np.maximum(cur_tri[r], 0)], 0.0)
+        need = tri_load[idx] - freed
+        free = problem.cap[n] - load[n]
+        total, taken = 0.0, []
+        for k in np.argsort(-imp / np.maximum(need, 1e-12), kind="stable"):
+            if need[k] <= free + 1e-12:
+                free -= need[k]
+                total += float(imp[k])
+                taken.append(int(idx[k]))
+        return total, taken
+
+    heap = []
+    for p in range(n_pairs):
+        g, _ = gain(p)
+        if g > 0:
+            heap.append((-g / psize[p], p))
+    heapq.heapify(heap)
+    while heap:
+        _, p = heapq.heappop(heap)
+        n = int(problem.pair_node[p])
+        if used[n] + psize[p] > problem.mem[n] + 1e-9 or (budget is not None and spent + pcost[p] > budget + 1e-9):
+            continue  # memory and budget only shrink: this pair never fits again
+        g, taken = gain(p)
+        if g <= 0:
+            continue
+        ratio = g / psize[p]
+        if heap and ratio < -heap[0][0] - 1e-12:
+            heapq.heappush(heap, (-ratio, p))
+            continue
+        placed[p] = True
+        used[n] += psize[p]
+        spent += pcost[p]
+        for i in taken:
+            r = int(tri_class[i])
+            old = int(cur_tri[r])
+            if old >= 0:
+                load[tri_node[old]] -= tri_load[old]
+            cur_tri[r], cur_cost[r] = i, tri_cost[i]
+            load[n] += tri_load[i]
+    return _finish(problem, "greedy", placed, t0, opts)
+
+
+def lp_round(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
+    """LP relaxation, then placements by decreasing fractional x, then the routing LP."""
+    t0 = time.perf_counter()
+    model = build_model(problem, relax=True)
+    facts, _ = run_model(model, SolverOptions(opts.solver, threads=opts.threads, time_limit=opts.time_limit), mip=False)
+    placed = np.zeros(problem.n_pairs, dtype=bool)
+    if facts.objective is None:
+        return _finish(problem, "lp-round", placed, t0, opts)
+    x = values(model.x)
+    y = values(model.y)
+    flow = np.bincount(problem.tri_pair, weights=y * problem.rate[problem.tri_class], minlength=problem.n_pairs)
+    used = np.zeros(len(problem.node_ids))
+    spent, budget = 0.0, problem.options.budget
+    for p in sorted(range(problem.n_pairs), key=lambda p: (-round(x[p], 9), -flow[p], p)):
+        if x[p] <= 1e-6:
+            break
+        n = int(problem.pair_node[p])
+        size, cost = float(problem.pair_size[p]), float(problem.pair_cost[p])
+        if used[n] + size <= problem.mem[n] + 1e-9 and (budget is None or spent + cost <= budget + 1e-9):
+            placed[p] = True
+            used[n] += size
+            spent += cost
+    return _finish(problem, "lp-round", placed, t0, opts, bound=facts.objective)
