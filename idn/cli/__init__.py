@@ -10,6 +10,7 @@ _COMMAND_MODULES = [
     "idn.cli.net_cmd",
     "idn.cli.client_cmd",
     "idn.cli.demo_cmd",
+    "idn.cli.solve_cmd",
 ]
 
 for _m in _COMMAND_MODULES:
