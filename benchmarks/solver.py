@@ -249,7 +249,7 @@ def run(size: str, time_limit: float, gap: float | None, heuristics: bool, seed:
             t = time.perf_counter()
             hs = h(prob, SolverOptions("highs", time_limit=time_limit))
             row[f"{name}_s"] = round(time.perf_counter() - t, 3)
-            row[f"{name}_ratio"] = round(hs.facts.objective / bound, 4) if hs.facts.objective else None
+            row[f"{name}_ratio"] = round(hs.facts.objective / bound, 4) if hs.facts.objective else hs.facts.status
     return row
 
 
