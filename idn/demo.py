@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from idn.catalog import Catalog, default_catalog_path, load_catalog
+from idn.client import ControlClient
 from idn.demand import Demand, load_demand
 from idn.launcher import (RUN_ROOT, LaunchError, default_state_path, load_state, pid_runs_node, push_plan,
                           start_network, stop_nodes)
@@ -74,6 +75,8 @@ class Figures:
     accuracy: float | None
     network_ms: float | None = None  # rate-weighted 2 x one-way delay to the serving node
     rest_ms: float | None = None     # predicted: compute; measured: mean latency - network
+    server_ms: float | None = None   # measured only: mean time inside the serving node (idn.server_us)
+    ingress_ms: float | None = None  # measured only: mean as the ingress nodes saw it (GetStats)
 
 
 @dataclass
@@ -84,6 +87,7 @@ class ClassComparison:
     measured_mean_ms: float | None
     measured_p95_ms: float | None
     measured_server_ms: float | None
+    ingress_mean_ms: float | None  # the ingress node's own view (GetStats), client and first hop excluded
     predicted_accuracy: float
     measured_accuracy: float | None
     planned: dict[str, float]   # "<node>/<variant>" -> share in the plan
@@ -141,8 +145,33 @@ def network_ms(plan: Plan, topology: Topology, demand: Demand) -> float:
     return num / den if den else 0.0
 
 
+def stats_cursors(addresses: dict[str, str], token: str) -> dict[str, int]:
+    """A GetStats cursor per node, so that the next read covers only what follows."""
+    out = {}
+    for nid, addr in addresses.items():
+        with ControlClient(addr, token) as c:
+            out[nid] = c.stats(0).cursor
+    return out
+
+
+def ingress_means(addresses: dict[str, str], token: str, cursors: dict[str, int]) -> dict[str, tuple[float, int]]:
+    """Class id -> (mean ms of OK requests, OK count) as the ingress nodes measured them since ``cursors``.
+
+    The ingress counts from the request's arrival to its answer, so the client's own
+    cost and its hop to the ingress are excluded (warm-up requests are included).
+    """
+    out: dict[str, tuple[float, int]] = {}
+    for nid, addr in addresses.items():
+        with ControlClient(addr, token) as c:
+            for cs in c.stats(cursors[nid]).classes:
+                ok = cs.requests - cs.errors
+                if ok:
+                    out[cs.class_key] = (cs.mean_ms, ok)
+    return out
+
+
 def compare(label: str, method: str, plan: Plan, ev: Evaluation, report: LoadReport, topology: Topology,
-            demand: Demand) -> PlanResult:
+            demand: Demand, at_ingress: dict[str, tuple[float, int]]) -> PlanResult:
     """Line up the evaluator's predictions with what the load generator measured."""
     net = network_ms(plan, topology, demand)
     classes = []
@@ -153,7 +182,8 @@ def compare(label: str, method: str, plan: Plan, ev: Evaluation, report: LoadRep
         route = plan.routes[c.id]
         classes.append(ClassComparison(
             class_id=c.id, rate=c.rate, predicted_latency_ms=p.latency_ms, measured_mean_ms=m.latency.mean_ms,
-            measured_p95_ms=m.latency.p95_ms, measured_server_ms=m.server_ms, predicted_accuracy=p.accuracy,
+            measured_p95_ms=m.latency.p95_ms, measured_server_ms=m.server_ms,
+            ingress_mean_ms=at_ingress[c.id][0] if c.id in at_ingress else None, predicted_accuracy=p.accuracy,
             measured_accuracy=m.accuracy, planned={f"{t.node}/{t.variant}": t.share for t in route.targets},
             served_by=m.served_by))
         if m.latency.mean_ms is not None:
@@ -161,12 +191,16 @@ def compare(label: str, method: str, plan: Plan, ev: Evaluation, report: LoadRep
             rates.append(c.rate)
     overall = report.overall
     measured_mean = overall.latency.mean_ms
+    seen = [at_ingress[c.id] for c in demand.classes if c.id in at_ingress]
+    n_ingress = sum(n for _, n in seen)
+    ingress_ms = sum(ms * n for ms, n in seen) / n_ingress if n_ingress else None
     return PlanResult(
         label=label, method=method, solver_status=plan.solver.status, objective=ev.objective,
         gain_vs_repository=ev.gain_vs_repository, version=plan.version,
         predicted=Figures(ev.mean_latency_ms, ev.p95_class_latency_ms, ev.accuracy, net, ev.mean_latency_ms - net),
         measured=Figures(measured_mean, weighted_quantile(means, rates, 0.95) if means else None, overall.accuracy,
-                         net, (measured_mean - net) if measured_mean is not None else None),
+                         net, (measured_mean - net) if measured_mean is not None else None, overall.server_ms,
+                         ingress_ms),
         measured_p95_ms=overall.latency.p95_ms, sent=overall.sent, ok=overall.ok, errors=overall.errors,
         dropped=overall.dropped, classes=classes, load=report.to_dict())
 
@@ -178,11 +212,15 @@ def explain(result: PlanResult) -> str:
         return f"{result.label}: nothing measured"
     ratio = result.latency_ratio or 0.0
     verdict = "agree" if abs(ratio - 1) <= AGREEMENT else "DISAGREE"
+    transport = (m.rest_ms or 0.0) - (m.server_ms or 0.0)
+    client = m.mean_latency_ms - m.ingress_ms if m.ingress_ms is not None else float("nan")
     return (f"{result.label}: measured mean {m.mean_latency_ms:.1f} ms vs predicted {p.mean_latency_ms:.1f} ms "
-            f"({100 * (ratio - 1):+.0f}%, {verdict} within {100 * AGREEMENT:.0f}%). Both contain "
-            f"{p.network_ms:.1f} ms of emulated network round trip; the rest is {p.rest_ms:.2f} ms of predicted "
-            f"compute vs {m.rest_ms:.2f} ms measured (compute in the node + gRPC/Python transport and "
-            f"queueing, which the model does not count).")
+            f"({100 * (ratio - 1):+.0f}%, {verdict} within {100 * AGREEMENT:.0f}%). Both include "
+            f"{p.network_ms:.1f} ms of emulated network round trip. Predicted compute {p.rest_ms:.2f} ms vs "
+            f"{m.server_ms or 0.0:.2f} ms measured inside the serving node; the other {transport:.2f} ms "
+            f"(of which {client:.2f} ms between the client and its ingress node) are "
+            f"per-request costs the model does not count: gRPC/Python transport at each hop and the client, "
+            f"overshoot of the emulated delay sleeps, and CPU contention among the nodes sharing this machine.")
 
 
 def _check_ports_free(topology_path: Path) -> None:
@@ -217,9 +255,11 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResul
             say(f"{label}: solved ({outcome.solution.facts.status}) and applied as v{version} in "
                 f"{time.monotonic() - t0:.1f} s; {opts.warmup_s:g} s warm-up + {opts.duration_s:g} s of load")
             time.sleep(opts.settle_s)
+            cursors = stats_cursors(state.addresses, state.token)
             report = asyncio.run(run_load(loads, LoadOptions(duration_s=opts.duration_s, warmup_s=opts.warmup_s,
                                                              seed=opts.seed)))
-            results.append(compare(label, method, plan, outcome.evaluation, report, topology, demand))
+            at_ingress = ingress_means(state.addresses, state.token, cursors)
+            results.append(compare(label, method, plan, outcome.evaluation, report, topology, demand, at_ingress))
     finally:
         outcome_stop = stop_nodes(state.nodes, procs=procs)
         say("network stopped: " + ", ".join(f"{n} {how}" for n, how in outcome_stop.items()))
