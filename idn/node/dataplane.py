@@ -10,7 +10,6 @@ unknown models are refused before any decoding work, and decoding happens once.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from concurrent.futures import Executor
@@ -22,6 +21,7 @@ import numpy as np
 from idn import __version__
 from idn.node.errors import DataPlaneError, InvalidInput, ModelNotFound, Status
 from idn.node.forwarder import Forwarder, HopFailed, response_facts
+from idn.node.pacing import Pacer
 from idn.node.repository import ModelRepository, ModelState
 from idn.node.runtime import PLATFORM, VariantRuntime
 from idn.node.routing import Action, Decision, RoutingTable
@@ -117,6 +117,7 @@ class DataPlane:
         self.router = router or RoutingTable(node_id, None, repository.catalog)
         self.forwarder = forwarder
         self.slowdown = slowdown  # emulation: local compute takes this many times longer
+        self.pacer = Pacer()
         self.stats = StatsBook()
         self.accepting = True
 
@@ -243,7 +244,7 @@ class DataPlane:
         t_run = time.perf_counter()
         arrays = await rt.run(feeds, request.outputs, batch)
         if self.slowdown > 1.0:  # emulation of a slower box: stretch the measured compute time
-            await asyncio.sleep((time.perf_counter() - t_run) * (self.slowdown - 1.0))
+            await self.pacer.sleep((time.perf_counter() - t_run) * (self.slowdown - 1.0))
         names = request.outputs or rt.output_names
         metas = {m.name: m for m in rt.outputs}
         outputs = [OutputTensor(n, metas[n].datatype, a) for n, a in zip(names, arrays)]

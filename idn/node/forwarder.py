@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 
 from idn.node.errors import DataPlaneError, Status
+from idn.node.pacing import Pacer
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 from idn.topology import Topology
@@ -40,6 +41,7 @@ class Forwarder:
         self._options = [("grpc.max_receive_message_length", max_message_bytes),
                          ("grpc.max_send_message_length", max_message_bytes)]
         self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
+        self.pacer = Pacer()
 
     def stub(self, node: str) -> pb_grpc.GRPCInferenceServiceStub:
         entry = self._stubs.get(node)
@@ -81,7 +83,7 @@ class Forwarder:
             raise HopFailed(f"deadline exceeded: the link {direction} {node} has a one-way delay of "
                             f"{delay * 1000:.1f} ms, only {max(remaining, 0) * 1000:.1f} ms of the deadline remained",
                             Status.DEADLINE_EXCEEDED)
-        await asyncio.sleep(delay)
+        await self.pacer.sleep(delay)
 
     async def close(self) -> None:
         for ch, _ in self._stubs.values():
