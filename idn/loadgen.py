@@ -35,8 +35,9 @@ from idn.protos import grpc_service_pb2 as pb
 from idn.topology import Topology
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-# Held-out sample files (``Task.samples``) hold the inputs under the task's input tensor
-# name and the true class indices under this key.
+# Held-out sample files (``Task.samples``, written by idn/zoo/samples.py) hold the inputs
+# (batch-first) and the true class indices under these keys.
+INPUTS_KEY = "inputs"
 LABELS_KEY = "labels"
 MAX_PREBUILT = 512  # distinct prebuilt messages per class: enough variety, bounded memory
 
@@ -69,16 +70,16 @@ def load_samples(task: Task) -> Samples:
                           "build the zoo (`idn models build`) or fix the path in the catalog")
     input_name = task.inputs[0].name
     with np.load(task.samples, allow_pickle=False) as z:
-        if input_name not in z.files:
-            raise ConfigError(task.samples, input_name, f"no array named {input_name!r} (has {z.files})",
-                              f"store the inputs under the task's input tensor name {input_name!r}")
-        inputs = z[input_name]
+        if INPUTS_KEY not in z.files:
+            raise ConfigError(task.samples, INPUTS_KEY, f"no array named {INPUTS_KEY!r} (has {z.files})",
+                              f"store the inputs (batch-first) under {INPUTS_KEY!r}, as `idn models build` does")
+        inputs = z[INPUTS_KEY]
         labels = z[LABELS_KEY] if LABELS_KEY in z.files else None
     if labels is not None and len(labels) != len(inputs):
         raise ConfigError(task.samples, LABELS_KEY, f"{len(labels)} labels for {len(inputs)} inputs",
                           "store one label per input")
     if not len(inputs):
-        raise ConfigError(task.samples, input_name, "no samples", "store at least one input")
+        raise ConfigError(task.samples, INPUTS_KEY, "no samples", "store at least one input")
     return Samples(task.name, input_name, inputs, labels)
 
 

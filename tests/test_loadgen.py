@@ -28,7 +28,7 @@ def toy_world(d: Path) -> None:
     toy_catalog(d)
     x = np.random.default_rng(0).standard_normal((64, 4)).astype(np.float32)
     labels = ort.InferenceSession(str(d / "toy-big.onnx")).run(["label"], {"input": x})[0]
-    np.savez(d / "toy.npz", input=x, labels=labels)
+    np.savez(d / "toy.npz", inputs=x, labels=labels)
     doc = yaml.safe_load((d / "catalog.yaml").read_text())
     doc["tasks"]["toy"].update(samples="toy.npz", labels=["ant", "bee", "cat"])
     (d / "catalog.yaml").write_text(yaml.safe_dump(doc))
@@ -112,4 +112,4 @@ def test_samples_file_errors_name_the_fix(tmp_path):
     (tmp_path / "catalog.yaml").write_text(yaml.safe_dump(doc))
     with pytest.raises(Exception) as e:
         load_samples(load_catalog(tmp_path / "catalog.yaml").tasks["toy"])
-    assert "'input'" in str(e.value) and "pixels" in str(e.value)
+    assert "'inputs'" in str(e.value) and "pixels" in str(e.value)
