@@ -37,6 +37,17 @@ def _metas(args: Sequence[ort.NodeArg]) -> tuple[TensorMeta, ...]:
     return tuple(out)
 
 
+def batch_dependent(model: Path | bytes) -> bool:
+    """Whether a row's answer depends on the other rows of its batch.
+
+    Dynamically quantized models (onnxruntime's int8-dynamic) quantize activations with
+    a scale computed over the whole batch, so merging requests would change answers.
+    Op types are plain strings in the ONNX protobuf, so a byte search finds them.
+    """
+    data = model if isinstance(model, bytes) else Path(model).read_bytes()
+    return b"DynamicQuantizeLinear" in data
+
+
 class VariantRuntime:
     """An ONNX model ready to run, with a bounded number of admitted requests."""
 
@@ -58,7 +69,7 @@ class VariantRuntime:
         self.input_by_name = {m.name: m for m in self.inputs}
         self.output_names = tuple(m.name for m in self.outputs)
         self.batchable = settings.max_batch > 1 and all(
-            m.shape and m.shape[0] == -1 for m in (*self.inputs, *self.outputs))
+            m.shape and m.shape[0] == -1 for m in (*self.inputs, *self.outputs)) and not batch_dependent(self.path)
         self.batcher = Batcher(self._execute, settings.max_batch) if self.batchable else None
         self.inflight = 0
         self._drained: asyncio.Event | None = None
