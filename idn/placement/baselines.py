@@ -27,6 +27,7 @@ import time
 import numpy as np
 
 from idn.catalog import Catalog
+from idn.placement.aggregate import aggregate_classes
 from idn.placement.ilp import SolverOptions, build_model, run_model, values
 from idn.placement.problem import Problem
 from idn.placement.routing import repair, route
@@ -186,13 +187,14 @@ def greedy(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
 def lp_round(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
     """LP relaxation, then placements by decreasing fractional x, then the routing LP."""
     t0 = time.perf_counter()
-    model = build_model(problem, relax=True)
+    agg = aggregate_classes(problem)  # exact for the LP relaxation too (idn.placement.aggregate)
+    model = build_model(agg.problem, relax=True)
     facts, _ = run_model(model, SolverOptions(opts.solver, threads=opts.threads, time_limit=opts.time_limit), mip=False)
     placed = np.zeros(problem.n_pairs, dtype=bool)
     if facts.objective is None:
         return _finish(problem, "lp-round", placed, t0, opts)
     x = values(model.x)
-    y = values(model.y)
+    y = agg.expand(values(model.y))
     flow = np.bincount(problem.tri_pair, weights=y * problem.rate[problem.tri_class], minlength=problem.n_pairs)
     used = np.zeros(len(problem.node_ids))
     spent, budget = 0.0, problem.options.budget

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pulp
 
+from idn.placement.aggregate import aggregate_classes
 from idn.placement.problem import Problem
 from idn.placement.solution import Solution, from_arrays
 from idn.plan import SolverFacts
@@ -344,10 +345,15 @@ def values(vars_: list[pulp.LpVariable | None]) -> np.ndarray:
     return np.array([(v.varValue or 0.0) if v is not None else 0.0 for v in vars_], dtype=float)
 
 
-def solve_ilp(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
-    """Build and solve the ILP; the Solution's facts say how good the answer provably is."""
+def solve_ilp(problem: Problem, opts: SolverOptions = SolverOptions(), aggregate: bool = True) -> Solution:
+    """Build and solve the ILP; the Solution's facts say how good the answer provably is.
+
+    aggregate: merge equivalent classes first (exact, see ``idn.placement.aggregate``);
+    the plan still has one route per original class.
+    """
     t0 = time.perf_counter()
-    model = build_model(problem)
+    agg = aggregate_classes(problem) if aggregate else None
+    model = build_model(agg.problem if agg else problem)
     build_s = time.perf_counter() - t0
     facts, run_s = run_model(model, opts)
     # Handing the model to the solver is model building, not solving.
@@ -356,10 +362,12 @@ def solve_ilp(problem: Problem, opts: SolverOptions = SolverOptions()) -> Soluti
     sf = SolverFacts(name=opts.solver, status=facts.status, objective=facts.objective, bound=facts.bound,
                      gap=facts.gap, time_s=round(build_s + solve_s, 6),
                      options={**problem.options.as_dict(), **opts.as_dict(), "solver_message": facts.message,
-                              "variables": problem.n_pairs + problem.n_triples, "triples": problem.n_triples})
+                              "variables": sum(v is not None for v in model.x) + sum(v is not None for v in model.y), "triples": problem.n_triples,
+                              "aggregates": agg.n_aggregates if agg else len(problem.classes)})
     if facts.objective is None:
         sol = Solution(opts.solver, {}, {}, sf)
     else:
-        sol = from_arrays(problem, opts.solver, np.clip(values(model.y), 0.0, 1.0), sf)
+        shares = np.clip(values(model.y), 0.0, 1.0)
+        sol = from_arrays(problem, opts.solver, agg.expand(shares) if agg else shares, sf)
     sol.build_s, sol.solve_s = build_s, solve_s
     return sol

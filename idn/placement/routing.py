@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from idn.placement.aggregate import aggregate_classes
 from idn.placement.ilp import SolverOptions, build_model, run_model, values
 from idn.placement.problem import Problem
 
@@ -46,11 +47,12 @@ def route(problem: Problem, placed: np.ndarray, opts: SolverOptions = SolverOpti
     shares[best] = 1.0
     if np.all(node_loads(problem, shares) <= problem.cap * (1 + 1e-9)):
         return shares, "optimal"
-    model = build_model(problem, fixed=placed)
+    agg = aggregate_classes(problem)  # exact for fixed placements too (idn.placement.aggregate)
+    model = build_model(agg.problem, fixed=placed)
     facts, _ = run_model(model, SolverOptions(opts.solver, threads=opts.threads), mip=False)
     if facts.objective is None:
         return None, "compute caps cannot carry the demand with these placements"
-    return np.clip(values(model.y), 0.0, 1.0), "optimal"
+    return agg.expand(np.clip(values(model.y), 0.0, 1.0)), "optimal"
 
 
 def repair(problem: Problem, placed: np.ndarray) -> np.ndarray:
