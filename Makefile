@@ -29,5 +29,12 @@ test: $(STUBS)
 run: $(STUBS)
 	$(VENV)/bin/idn demo
 
+# The model zoo (models/): installs the training extra (torch CPU wheel, scikit-learn) and
+# rebuilds every variant with fixed seeds; the ONNX files it writes are committed, so
+# `make run` and `make test` never need this.
+models: $(VENV)/.stamp
+	$(PY) -m pip install --quiet -e '.[test,zoo]'
+	$(VENV)/bin/idn models build
+
 clean:
 	rm -rf $(VENV) idn/protos/*_pb2*.py idn/protos/*.pyi $(STUBS) .pytest_cache

@@ -1,0 +1,38 @@
+"""``idn models profile``: measure the committed zoo on this machine and store it in the catalog.
+
+Refuses to profile a file whose sha256 does not match the catalog (the numbers
+would describe a different model), and keeps every other hardware class's profile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from idn.catalog import load_catalog
+from idn.zoo.catalog_writer import read_raw, with_profiles, write_catalog
+from idn.zoo.profile import Profile, default_hardware_class, hardware_description, profile_variant
+from idn.zoo.samples import read_samples
+
+
+def profile_zoo(catalog_path: Path, hardware_class: str | None = None, only: set[str] | None = None,
+                log: Callable[[str], None] = print) -> dict[str, Profile]:
+    """Profile every variant (or those in ``only``) and rewrite the catalog's latency for the class."""
+    catalog = load_catalog(catalog_path, verify_hashes=True)
+    hw = hardware_class or default_hardware_class()
+    profiles: dict[str, Profile] = {}
+    for task in catalog.tasks.values():
+        if task.samples is None:
+            raise ValueError(f"task {task.name} has no samples file to profile with")
+        inputs, _ = read_samples(task.samples)
+        for v in task.variants.values():
+            if only and v.name not in only:
+                continue
+            profiles[v.name] = p = profile_variant(v.path, inputs)
+            st, dt = p.points["single_thread"], p.points["default_threads"]
+            log(f"  {v.name:<24} b1 {st[1].p50_ms:8.3f} ms (1 thread)  {dt[1].p50_ms:8.3f} ms (default)  "
+                f"b32 {st[32].p50_ms:8.2f} ms")
+    doc = read_raw(catalog_path)
+    assert doc is not None
+    write_catalog(catalog_path, with_profiles(doc, hw, hardware_description(), profiles))
+    return profiles
