@@ -193,7 +193,7 @@ def lp_round(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solutio
     placed = np.zeros(problem.n_pairs, dtype=bool)
     if facts.objective is None:
         return _finish(problem, "lp-round", placed, t0, opts)
-    x = values(model.x)
+    x = model.x_values()
     y = agg.expand(values(model.y))
     flow = np.bincount(problem.tri_pair, weights=y * problem.rate[problem.tri_class], minlength=problem.n_pairs)
     used = np.zeros(len(problem.node_ids))

@@ -35,13 +35,14 @@ gap, ``time-limit`` when it stopped on time with an incumbent, ``infeasible`` or
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import os
 import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -75,14 +76,67 @@ class SolverOptions:
 @dataclass
 class Model:
     prob: pulp.LpProblem
-    x: list[pulp.LpVariable]
-    y: list[pulp.LpVariable | None]
+    x: list[pulp.LpVariable | None]  # None: pair not modelled (fixed placements, or fixed open by presolve)
+    y: list[pulp.LpVariable | None]  # None: triple not modelled (not placed, or dropped by presolve: share 0)
     overflow: dict[int, pulp.LpVariable]
+    x_open: np.ndarray | None = None  # bool per pair: x fixed to 1 by presolve (no variable)
+    stats: dict[str, int] = field(default_factory=dict)
     handover_s: float = 0.0  # time spent passing the model to the solver (part of building)
+    run_s: float = 0.0       # the solver's own run (HiGHS: ``Highs.run``)
+    readback_s: float = 0.0  # reading the solution back into PuLP's variables
+
+    def x_values(self) -> np.ndarray:
+        """x per pair (1 where presolve fixed the placement open)."""
+        v = values(self.x)
+        if self.x_open is not None:
+            v[self.x_open] = 1.0
+        return v
+
+
+def _class_min(problem: Problem, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, the minimum of ``key`` over its triples and the triple attaining it (-1: none finite)."""
+    n_classes = len(problem.classes)
+    ptr = problem.class_ptr
+    best = np.full(n_classes, np.inf)
+    arg = np.full(n_classes, -1, dtype=np.int64)
+    nonempty = ptr[1:] > ptr[:-1]
+    if problem.n_triples and nonempty.any():
+        starts = ptr[:-1][nonempty]
+        best[nonempty] = np.minimum.reduceat(key, starts)
+        # first triple of each class attaining the minimum
+        hit = np.nonzero(key == best[problem.tri_class])[0]
+        cls = problem.tri_class[hit]
+        first = np.unique(cls, return_index=True)[1]
+        arg[cls[first]] = hit[first]
+        arg[~np.isfinite(best)] = -1
+    return best, arg
+
+
+def _dominated_open(problem: Problem, cand: np.ndarray, tri_node: np.ndarray) -> np.ndarray:
+    """Triples among ``cand`` dominated by another of the same (class, node) in (cost, load); see 4."""
+    drop = np.zeros(problem.n_triples, dtype=bool)
+    idx = np.nonzero(cand)[0]
+    if len(idx) < 2:
+        return drop
+    key = problem.tri_class[idx] * len(problem.node_ids) + tri_node[idx]
+    idx = idx[np.argsort(key, kind="stable")]
+    key = problem.tri_class[idx] * len(problem.node_ids) + tri_node[idx]
+    _, start, size = np.unique(key, return_index=True, return_counts=True)
+    # every ordered pair (u, v) within a group: v = each member, u = each member of v's group
+    reps = np.repeat(size, size)  # group size, per member
+    v = np.repeat(np.arange(len(idx)), reps)
+    first = np.repeat(np.repeat(start, size), reps)
+    u = first + (np.arange(len(v)) - np.repeat(np.cumsum(reps) - reps, reps))
+    iu, iv = idx[u], idx[v]
+    cu, cv = problem.tri_cost[iu], problem.tri_cost[iv]
+    lu, lv = problem.tri_load[iu], problem.tri_load[iv]
+    dominates = (cu <= cv) & (lu <= lv) & ((cu < cv) | (lu < lv) | (iu < iv))
+    drop[np.unique(iv[dominates])] = True
+    return drop
 
 
 def build_model(problem: Problem, relax: bool = False, fixed: np.ndarray | None = None,
-                objective: str = "cost", with_budget: bool = True) -> Model:
+                objective: str = "cost", with_budget: bool = True, presolve: bool = True) -> Model:
     """The PuLP model of ``problem``.
 
     relax: x continuous in [0, 1] (the LP relaxation).
@@ -90,63 +144,148 @@ def build_model(problem: Problem, relax: bool = False, fixed: np.ndarray | None 
     objective: "cost" (the latency/accuracy objective), "deployment" (min price x MiB, used
     to explain a budget below the cheapest feasible plan) or "overflow" (min compute over
     the caps, with elastic cpu rows: explains which nodes lack cores).
+    presolve: the exact reductions below (off only to test that they are exact).
+
+    **Exact reductions.** Rows and columns are left out only where they cannot change the
+    optimum (nor the LP relaxation's: no argument uses integrality of x):
+
+    1. *Redundant rows.* A memory row whose node can hold all its candidate pairs at once
+       (``sum_p size[p] <= mem[n]``) holds for every x in [0, 1]. A compute row whose node
+       can carry every class at its heaviest triple there (``sum_r max_v load[r,n,v] <=
+       cap[n]``) holds for every split (a class's shares at n sum to at most 1). A budget
+       row that all pairs together meet holds for every x.
+    2. *Open placements.* At a node whose memory row is redundant, when no budget row is
+       kept and x has no objective cost ("cost", "overflow"), x[n,v] = 1 is optimal:
+       raising x only relaxes linking rows ``y <= x``. So those x are fixed to 1 and
+       neither x nor their linking rows are built.
+    3. *Free targets* ("cost" only). Call a node free when 1. removes both its memory and
+       compute rows and 2. opens its pairs. If class r has a triple f at a free node, then
+       moving any share of r from a triple of cost >= c[f] onto f keeps every row (f is
+       open and its node uncapped; loads elsewhere only fall) and costs no more. So only
+       r's triples cheaper than its cheapest free triple, plus that one, are built; a
+       class left with a single triple gets y fixed to 1 (bounds) and no serve row.
+    4. *Dominated open targets* ("cost" only). At a node whose pairs 2. opens, triple
+       (r,n,u) dominates (r,n,v) when ``c[u] <= c[v]`` and ``t[u,n] <= t[v,n]`` (ties
+       broken by index): moving r's share from v to u keeps the serve row, needs no
+       linking row (both open), does not raise n's load and costs no more. Only the
+       non-dominated triples of each (class, open node) are built.
+    5. *Unused placements.* A pair that no built triple uses gets no x (x = 0): x has
+       nonnegative coefficients in the memory and budget rows and in the "deployment"
+       objective, and appears nowhere else.
     """
     prob = pulp.LpProblem("idn_placement", pulp.LpMinimize)
     cat = pulp.LpContinuous if relax else pulp.LpBinary
-    n_pairs, n_tri = problem.n_pairs, problem.n_triples
-    use_tri = np.ones(n_tri, dtype=bool) if fixed is None else fixed[problem.tri_pair]
-    x: list[pulp.LpVariable] = []
+    n_pairs, n_tri, n_nodes = problem.n_pairs, problem.n_triples, len(problem.node_ids)
+    n_classes = len(problem.classes)
+    use_tri = np.ones(n_tri, dtype=bool) if fixed is None else fixed[problem.tri_pair].copy()
+    tri_node = problem.pair_node[problem.tri_pair]
+    budget = problem.options.budget
+    budget_row = fixed is None and with_budget and budget is not None
+    mem_row = np.ones(n_nodes, dtype=bool)
+    cpu_row = np.ones(n_nodes, dtype=bool)
+    x_open = np.zeros(n_pairs, dtype=bool)
+    stats = {"dropped_triples": 0, "fixed_classes": 0}
+    if presolve:
+        all_mem = np.bincount(problem.pair_node, weights=problem.pair_size, minlength=n_nodes)
+        mem_row = all_mem > problem.mem
+        if budget_row and float(problem.pair_cost.sum()) <= budget:
+            budget_row = False
+        # heaviest load per (class, node) over the modelled triples, summed per node
+        k = problem.tri_class[use_tri] * n_nodes + tri_node[use_tri]
+        if len(k):
+            uk, inv = np.unique(k, return_inverse=True)
+            heavy = np.zeros(len(uk))
+            np.maximum.at(heavy, inv, problem.tri_load[use_tri])
+            worst = np.bincount(uk % n_nodes, weights=heavy, minlength=n_nodes)
+        else:
+            worst = np.zeros(n_nodes)
+        cpu_row = worst > problem.cap
+        if fixed is None and objective in ("cost", "overflow") and not budget_row:
+            x_open = ~mem_row[problem.pair_node]
+        if objective == "cost" and fixed is None:
+            free_tri = use_tri & x_open[problem.tri_pair] & ~cpu_row[tri_node]
+            c_free, f_tri = _class_min(problem, np.where(free_tri, problem.tri_cost, np.inf))
+            drop = use_tri & (problem.tri_cost >= c_free[problem.tri_class])
+            drop[f_tri[f_tri >= 0]] = False
+            use_tri &= ~drop
+            drop_dom = _dominated_open(problem, use_tri & x_open[problem.tri_pair], tri_node)
+            use_tri &= ~drop_dom
+            stats["dropped_triples"] = int(drop.sum() + drop_dom.sum())
+    if objective == "overflow":
+        cpu_row[:] = True
+
+    x: list[pulp.LpVariable | None] = [None] * n_pairs
+    addv = prob.add_variable
     if fixed is None:
-        x = [prob.add_variable(f"x{p}", 0, 1, cat) for p in range(n_pairs)]
-    y: list[pulp.LpVariable | None] = [prob.add_variable(f"y{i}", 0, 1) if use_tri[i] else None for i in range(n_tri)]
+        # 5. a pair no modelled triple uses gets x = 0 (no variable): x has nonnegative
+        # coefficients in memory, budget and the deployment objective, and no other role.
+        used = np.zeros(n_pairs, dtype=bool) if presolve else np.ones(n_pairs, dtype=bool)
+        used[problem.tri_pair[use_tri]] = True
+        for p in np.nonzero(used & ~x_open)[0].tolist():
+            x[p] = addv(f"x{p}", 0, 1, cat)
+    n_use = np.bincount(problem.tri_class[use_tri], minlength=n_classes)
+    single = n_use == 1  # y = 1 by bounds, no serve row
+    stats["fixed_classes"] = int(single.sum())
+    y: list[pulp.LpVariable | None] = [None] * n_tri
+    tri_used = np.nonzero(use_tri)[0]
+    for i, lo in zip(tri_used.tolist(), single[problem.tri_class[tri_used]].tolist()):
+        y[i] = addv(f"y{i}", 1 if lo else 0, 1)
 
     w = problem.rate[problem.tri_class] * problem.tri_cost
     overflow: dict[int, pulp.LpVariable] = {}
+    A = pulp.LpAffineExpression
     if objective == "cost":
-        prob.setObjective(pulp.LpAffineExpression([(y[i], float(w[i])) for i in range(n_tri) if y[i] is not None]))
+        prob.setObjective(A([(y[i], wi) for i, wi in zip(np.nonzero(use_tri)[0].tolist(), w[use_tri].tolist())]))
     elif objective == "deployment":
-        pc = problem.pair_cost
-        prob.setObjective(pulp.LpAffineExpression([(x[p], float(pc[p])) for p in range(n_pairs)]))
+        pc = problem.pair_cost.tolist()
+        prob.setObjective(A([(x[p], pc[p]) for p in range(n_pairs) if x[p] is not None]))
     elif objective == "overflow":
-        overflow = {n: prob.add_variable(f"o{n}", 0) for n in range(len(problem.node_ids))}
-        prob.setObjective(pulp.LpAffineExpression([(o, 1.0) for o in overflow.values()]))
+        overflow = {n: addv(f"o{n}", 0) for n in range(n_nodes)}
+        prob.setObjective(A([(o, 1.0) for o in overflow.values()]))
     else:
         raise ValueError(f"unknown objective {objective!r}")
 
     LE, EQ = pulp.LpConstraintLE, pulp.LpConstraintEQ
+    C = pulp.LpConstraint
     add = prob.addConstraint
-    ptr = problem.class_ptr
-    for r in range(len(problem.classes)):
-        terms = [(y[i], 1.0) for i in range(int(ptr[r]), int(ptr[r + 1])) if y[i] is not None]
-        add(pulp.LpConstraint(pulp.LpAffineExpression(terms), EQ, f"serve{r}", 1.0), f"serve{r}")
+    # serve rows: the used triples are sorted by class, so each class's y are one slice
+    y_used = [y[i] for i in tri_used.tolist()]
+    used_ptr = np.concatenate([[0], np.cumsum(n_use)]).tolist()
+    ones = itertools.repeat(1.0)
+    for r in np.nonzero(~single)[0].tolist():
+        add(C(A(zip(y_used[used_ptr[r]:used_ptr[r + 1]], ones)), EQ, None, 1.0), f"serve{r}")
     if fixed is None:
         tp = problem.tri_pair
-        for i in range(n_tri):
-            add(pulp.LpConstraint(pulp.LpAffineExpression([(y[i], 1.0), (x[int(tp[i])], -1.0)]), LE, f"l{i}", 0.0),
-                f"l{i}")
-        by_node: dict[int, list[int]] = {}
-        for p, n in enumerate(problem.pair_node.tolist()):
-            by_node.setdefault(n, []).append(p)
-        psize = problem.pair_size
-        for n, ps in by_node.items():
-            add(pulp.LpConstraint(pulp.LpAffineExpression([(x[p], float(psize[p])) for p in ps]), LE,
-                                  f"mem{n}", float(problem.mem[n])), f"mem{n}")
-        if with_budget and problem.options.budget is not None:
-            pc = problem.pair_cost
-            add(pulp.LpConstraint(pulp.LpAffineExpression([(x[p], float(pc[p])) for p in range(n_pairs)]), LE,
-                                  "budget", float(problem.options.budget)), "budget")
-    tri_node = problem.pair_node[problem.tri_pair]
-    load_by_node: dict[int, list[tuple[pulp.LpVariable, float]]] = {}
-    for i, (n, ld) in enumerate(zip(tri_node.tolist(), problem.tri_load.tolist())):
-        if y[i] is not None:
-            load_by_node.setdefault(n, []).append((y[i], ld))
-    for n, terms in load_by_node.items():
-        if n in overflow:
-            terms = terms + [(overflow[n], -1.0)]
-        # A node that can carry every triple routed to it at full share needs no row.
-        if n in overflow or sum(ld for _, ld in terms) > problem.cap[n]:
-            add(pulp.LpConstraint(pulp.LpAffineExpression(terms), LE, f"cpu{n}", float(problem.cap[n])), f"cpu{n}")
-    return Model(prob, x, y, overflow)
+        link = np.nonzero(use_tri & ~x_open[tp])[0]
+        for i, yi, xp in zip(link.tolist(), [y[i] for i in link.tolist()], [x[p] for p in tp[link].tolist()]):
+            add(C(A(((yi, 1.0), (xp, -1.0))), LE, None, 0.0), f"l{i}")
+        by_node: dict[int, list[tuple[pulp.LpVariable, float]]] = {}
+        for p, n, sz in zip(range(n_pairs), problem.pair_node.tolist(), problem.pair_size.tolist()):
+            if mem_row[n] and x[p] is not None:
+                by_node.setdefault(n, []).append((x[p], sz))
+        for n, terms in by_node.items():
+            add(C(A(terms), LE, None, float(problem.mem[n])), f"mem{n}")
+        if budget_row:
+            pc = problem.pair_cost.tolist()
+            add(C(A([(x[p], pc[p]) for p in range(n_pairs) if x[p] is not None]), LE, None, float(budget)), "budget")
+    # compute rows: the used triples at capped nodes, grouped by node
+    at = np.nonzero(use_tri & cpu_row[tri_node])[0]
+    at = at[np.argsort(tri_node[at], kind="stable")]
+    nodes_at = tri_node[at]
+    y_at = [y[i] for i in at.tolist()]
+    load_at = problem.tri_load[at].tolist()
+    bounds = np.searchsorted(nodes_at, np.arange(n_nodes + 1)).tolist()
+    for n in range(n_nodes):
+        a, b = bounds[n], bounds[n + 1]
+        if a == b and not overflow:
+            continue
+        terms = list(zip(y_at[a:b], load_at[a:b]))
+        if overflow:
+            terms.append((overflow[n], -1.0))
+        add(C(A(terms), LE, None, float(problem.cap[n])), f"cpu{n}")
+    stats.update(rows=len(prob._constraints), x_vars=sum(v is not None for v in x),
+                 y_vars=int(use_tri.sum()), open_pairs=int(x_open.sum()))
+    return Model(prob, x, y, overflow, x_open if x_open.any() else None, stats)
 
 
 @contextlib.contextmanager
@@ -167,19 +306,29 @@ def _quiet_stdout(active: bool):
 
 
 class BulkHiGHS(pulp.HiGHS):
-    """``pulp.HiGHS`` that hands the model to highspy in bulk (numpy arrays).
+    """``pulp.HiGHS`` that hands the model to highspy in bulk and reads the solution back in bulk.
 
-    PuLP 3.3's HiGHS interface adds one column and one row per pybind call; on
-    hundreds of thousands of rows that hand-over costs more than the solve of an easy
-    instance. This subclass passes the same columns, bounds, costs, integrality and rows
-    with ``addVars``/``changeColsCost``/``changeColsIntegrality``/``addRows`` and sets
-    the same ``var.index``/``constraint.index`` that PuLP's read-back uses, so status
-    mapping and solution values are PuLP's own. ``handover_s`` records its time, which
-    the benchmark counts as model building. It also keeps HiGHS' banner off stdout when
-    ``msg`` is False.
+    PuLP 3.3's HiGHS interface adds one column and one row per pybind call, and walks
+    and name-sorts every row's variables three times (``lp.variables()`` in the
+    hand-over, in the read-back and after it); on hundreds of thousands of rows that
+    costs more than the solve of an easy instance. This subclass:
+
+    * passes the same columns, bounds, costs, integrality and rows with
+      ``addVars``/``changeColsCost``/``changeColsIntegrality``/``addRows``, taking the
+      variable list once (the variables ``lp.variables()`` returns, in registration
+      order rather than sorted by name) and setting the same ``var.index`` /
+      ``constraint.index`` PuLP uses;
+    * reads back the same values (``varValue``, ``dj``, constraint ``slack``/``pi``) and
+      maps HiGHS' model status to PuLP's ``(status, sol_status)`` with PuLP 3.3's own
+      table (``_STATUS``; a time or iteration limit without an incumbent is "no solution
+      found"), from arrays instead of per-element lists;
+    * records its phases: ``handover_s`` (model building), ``run_s`` (``Highs.run``: the
+      solve) and ``readback_s``; and keeps HiGHS' banner off stdout when ``msg`` is False.
     """
 
     handover_s: float = 0.0
+    run_s: float = 0.0
+    readback_s: float = 0.0
 
     def createAndConfigureSolver(self, lp):  # noqa: N802 (PuLP's name)
         with _quiet_stdout(not self.msg):
@@ -190,49 +339,130 @@ class BulkHiGHS(pulp.HiGHS):
 
         t0 = time.perf_counter()
         inf = highspy.kHighsInf
-        variables = lp.variables()
+        # PuLP registers every variable of a constraint when it is added; adding the
+        # objective's gives the set ``lp.variables()`` returns, without its name sort.
+        if lp.objective:
+            lp._add_variables(lp.objective.keys())
+        variables = self._variables = list(lp._variables)
         n = len(variables)
         lb = np.empty(n)
         ub = np.empty(n)
-        cost = np.zeros(n)
         integer = []
         obj = lp.objective or {}
         sign = -1.0 if lp.sense == pulp.LpMaximize else 1.0
+        mip, LpInteger = self.mip, pulp.LpInteger
         for i, var in enumerate(variables):
             var.index = i
-            lb[i] = -inf if var.lowBound is None else var.lowBound
-            ub[i] = inf if var.upBound is None else var.upBound
-            if var.cat == pulp.LpInteger and self.mip:
+            lo, hi = var.lowBound, var.upBound
+            lb[i] = -inf if lo is None else lo
+            ub[i] = inf if hi is None else hi
+            if mip and var.cat == LpInteger:
                 integer.append(i)
-        for var, c in obj.items():
-            cost[var.index] = sign * c
+        cost = np.zeros(n)
+        if obj:
+            cost[np.fromiter((v.index for v in obj.keys()), dtype=np.int64, count=len(obj))] = \
+                sign * np.fromiter(obj.values(), dtype=float, count=len(obj))
         h = lp.solverModel
         h.addVars(n, lb, ub)
-        idx = np.arange(n, dtype=np.int32)
-        h.changeColsCost(n, idx, cost)
+        h.changeColsCost(n, np.arange(n, dtype=np.int32), cost)
         if integer:
             h.changeColsIntegrality(len(integer), np.array(integer, dtype=np.int32),
                                     np.full(len(integer), highspy.HighsVarType.kInteger.value, dtype=np.uint8))
-        constraints = list(lp._constraints.values())
+        constraints = self._constraints = list(lp._constraints.values())
         m = len(constraints)
         rlo = np.empty(m)
         rhi = np.empty(m)
-        starts = np.empty(m, dtype=np.int32)
+        lens = np.empty(m, dtype=np.int64)
         cols: list[int] = []
         vals: list[float] = []
         for k, c in enumerate(constraints):
             c.index = k
-            starts[k] = len(cols)
-            for var, coef in c.items():
-                if coef != 0:
-                    cols.append(var.index)
-                    vals.append(coef)
+            e = c.expr
+            lens[k] = len(e)
+            cols.extend([v.index for v in e])
+            vals.extend(e.values())
             lo, hi = c.getLb(), c.getUb()
             rlo[k] = -inf if lo is None else lo
             rhi[k] = inf if hi is None else hi
         if m:
-            h.addRows(m, rlo, rhi, len(cols), starts, np.array(cols, dtype=np.int32), np.array(vals, dtype=float))
+            starts = np.zeros(m, dtype=np.int32)
+            np.cumsum(lens[:-1], out=starts[1:])
+            col = np.array(cols, dtype=np.int32)
+            val = np.array(vals, dtype=float)
+            if not val.all():  # PuLP drops explicit zeros: rebuild the starts without them
+                nz = val != 0
+                row = np.repeat(np.arange(m), lens)[nz]
+                starts = np.searchsorted(row, np.arange(m)).astype(np.int32)
+                col, val = col[nz], val[nz]
+            h.addRows(m, rlo, rhi, len(col), starts, col, val)
         self.handover_s = time.perf_counter() - t0
+
+    def callSolver(self, lp):  # noqa: N802
+        t0 = time.perf_counter()
+        super().callSolver(lp)
+        self.run_s = time.perf_counter() - t0
+
+    def findSolutionValues(self, lp):  # noqa: N802
+        import highspy
+
+        t0 = time.perf_counter()
+        h = lp.solverModel
+        status = h.getModelStatus()
+        solution = h.getSolution()
+        variables, constraints = self._variables, self._constraints
+        col_value, col_dual = np.asarray(solution.col_value), np.asarray(solution.col_dual)
+        if len(col_value) == len(variables):
+            for var, v, d in zip(variables, col_value.tolist(), col_dual.tolist()):
+                var.varValue = v
+                var.dj = d
+        row_value, row_dual = np.asarray(solution.row_value), np.asarray(solution.row_dual)
+        if len(row_value) == len(constraints):
+            for c, v, d in zip(constraints, row_value.tolist(), row_dual.tolist()):
+                slack = c.constant + v  # PuLP's sign convention (constant on the left)
+                c.slack = -slack if c.sense == pulp.LpConstraintLE else slack
+                c.pi = d
+        S = highspy.HighsModelStatus
+        if h.getObjectiveValue() == float(highspy.kHighsInf) and status in (S.kTimeLimit, S.kIterationLimit):
+            out = (pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound)
+        else:
+            out = _STATUS.get(status, (pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound))
+        self.readback_s = time.perf_counter() - t0
+        return out
+
+    def actualSolve(self, lp):  # noqa: N802
+        self.createAndConfigureSolver(lp)
+        self.buildSolverModel(lp)
+        self.callSolver(lp)
+        status, sol_status = self.findSolutionValues(lp)
+        t0 = time.perf_counter()
+        for var in self._variables:
+            var.modified = False
+        lp.assignStatus(status, sol_status)
+        self.readback_s += time.perf_counter() - t0
+        return status
+
+
+def _status_table() -> dict:
+    """PuLP 3.3's HiGHS status table (``pulp.HiGHS.findSolutionValues``), for the bulk read-back."""
+    try:
+        import highspy
+    except ImportError:
+        return {}
+    S = highspy.HighsModelStatus
+    none = (pulp.LpStatusNotSolved, pulp.LpSolutionNoSolutionFound)
+    incumbent = (pulp.LpStatusOptimal, pulp.LpSolutionIntegerFeasible)
+    table = {s: none for s in (S.kNotset, S.kLoadError, S.kModelError, S.kPresolveError, S.kSolveError,
+                               S.kPostsolveError, S.kModelEmpty, S.kUnknown)}
+    table.update({S.kOptimal: (pulp.LpStatusOptimal, pulp.LpSolutionOptimal),
+                  S.kInfeasible: (pulp.LpStatusInfeasible, pulp.LpSolutionInfeasible),
+                  S.kUnboundedOrInfeasible: (pulp.LpStatusInfeasible, pulp.LpSolutionInfeasible),
+                  S.kUnbounded: (pulp.LpStatusUnbounded, pulp.LpSolutionUnbounded)})
+    table.update({s: incumbent for s in (S.kObjectiveBound, S.kObjectiveTarget, S.kInterrupt, S.kTimeLimit,
+                                         S.kIterationLimit)})
+    return table
+
+
+_STATUS = _status_table()
 
 
 def make_solver(opts: SolverOptions, mip: bool = True) -> pulp.LpSolver:
@@ -301,6 +531,9 @@ _CBC_NUM = r"([-+0-9.eE]+|-?inf(?:inity)?)"
 def _cbc_facts(prob: pulp.LpProblem, log: str) -> RunFacts:
     result = re.search(r"Result - (.*)", log)
     msg = result.group(1).strip() if result else pulp.LpStatus[prob.status]
+    if not result and re.search(r"^Optimal objective", log, re.M):
+        # presolve left no integer variable: CBC ran its LP solver, whose log has no "Result -" line
+        msg = "Optimal solution found (LP: no integer variables left)"
     has_sol = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
     if prob.status == pulp.LpStatusInfeasible or "infeasible" in msg.lower():
         return RunFacts("infeasible", None, None, None, msg)
@@ -331,6 +564,8 @@ def run_model(model: Model, opts: SolverOptions, mip: bool = True) -> tuple[RunF
     model.prob.solve(solver)
     dt = time.perf_counter() - t0
     model.handover_s = getattr(solver, "handover_s", 0.0)
+    model.run_s = getattr(solver, "run_s", dt - model.handover_s)
+    model.readback_s = getattr(solver, "readback_s", 0.0)
     if opts.solver == "highs":
         facts = _highs_facts(model.prob, mip, opts)
     else:
@@ -345,29 +580,38 @@ def values(vars_: list[pulp.LpVariable | None]) -> np.ndarray:
     return np.array([(v.varValue or 0.0) if v is not None else 0.0 for v in vars_], dtype=float)
 
 
-def solve_ilp(problem: Problem, opts: SolverOptions = SolverOptions(), aggregate: bool = True) -> Solution:
+def solve_ilp(problem: Problem, opts: SolverOptions = SolverOptions(), aggregate: bool = True,
+              presolve: bool = True) -> Solution:
     """Build and solve the ILP; the Solution's facts say how good the answer provably is.
 
     aggregate: merge equivalent classes first (exact, see ``idn.placement.aggregate``);
-    the plan still has one route per original class.
+    the plan still has one route per original class. presolve: ``build_model``'s exact
+    reductions. Both are on by default; off only to check that they are exact.
     """
     t0 = time.perf_counter()
     agg = aggregate_classes(problem) if aggregate else None
-    model = build_model(agg.problem if agg else problem)
+    model = build_model(agg.problem if agg else problem, presolve=presolve)
     build_s = time.perf_counter() - t0
     facts, run_s = run_model(model, opts)
-    # Handing the model to the solver is model building, not solving.
+    t1 = time.perf_counter()
+    shares = None
+    if facts.objective is not None:
+        shares = np.clip(values(model.y), 0.0, 1.0)
+        shares = agg.expand(shares) if agg else shares
+    # Handing the model to the solver is model building; reading the solution back is neither.
+    readback_s = model.readback_s + time.perf_counter() - t1
     build_s += model.handover_s
-    solve_s = run_s - model.handover_s
+    solve_s = run_s - model.handover_s - model.readback_s
     sf = SolverFacts(name=opts.solver, status=facts.status, objective=facts.objective, bound=facts.bound,
-                     gap=facts.gap, time_s=round(build_s + solve_s, 6),
+                     gap=facts.gap, time_s=round(build_s + solve_s + readback_s, 6),
                      options={**problem.options.as_dict(), **opts.as_dict(), "solver_message": facts.message,
-                              "variables": sum(v is not None for v in model.x) + sum(v is not None for v in model.y), "triples": problem.n_triples,
+                              "variables": model.stats["x_vars"] + model.stats["y_vars"], "rows": model.stats["rows"],
+                              "triples": problem.n_triples,
                               "aggregates": agg.n_aggregates if agg else len(problem.classes)})
-    if facts.objective is None:
+    if shares is None:
         sol = Solution(opts.solver, {}, {}, sf)
     else:
-        shares = np.clip(values(model.y), 0.0, 1.0)
-        sol = from_arrays(problem, opts.solver, agg.expand(shares) if agg else shares, sf)
+        sol = from_arrays(problem, opts.solver, shares, sf)
+    sol.readback_s = readback_s
     sol.build_s, sol.solve_s = build_s, solve_s
     return sol

@@ -190,69 +190,87 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
             cand[key] = [(vidx[vs[i].name], times[i][0], times[i][1]) for i in non_dominated(vs, times)]
 
     stats = {"candidates": 0, "off_path": 0, "dominated": 0, "memory": 0, "budget": 0, "slo": 0}
-    pair_of: dict[tuple[int, int], int] = {}
-    pair_node: list[int] = []
-    pair_var: list[int] = []
-    t_class: list[int] = []
-    t_pair: list[int] = []
-    t_cost: list[float] = []
-    t_lat: list[float] = []
-    t_load: list[float] = []
-    class_ptr = [0]
-    unservable: list[int] = []
-    path_cache: dict[str, list[tuple[str, float]]] = {}
-    n_nodes = len(nodes)
+    # Classes sharing (ingress, task) share a block: the (path node, candidate variant)
+    # combinations that pass memory and budget. Each class keeps the block entries that
+    # meet its SLO, computed for all the block's classes at once.
+    groups: dict[tuple[str, str], list[int]] = {}
     for r, c in enumerate(demand.classes):
-        pd = path_cache.get(c.ingress)
-        if pd is None:
-            pd = path_cache[c.ingress] = topology.path_delays(c.ingress)
-        n_task = len(catalog.tasks[c.task].variants)
-        stats["candidates"] += n_nodes * n_task
-        stats["off_path"] += (n_nodes - len(pd)) * n_task
-        before = len(t_class)
+        groups.setdefault((c.ingress, c.task), []).append(r)
+    rate = np.array([c.rate for c in demand.classes], dtype=float)
+    n_nodes = len(nodes)
+    parts: list[tuple[np.ndarray, ...]] = []
+    for (ingress, task), rs in groups.items():
+        pd = topology.path_delays(ingress)
+        n_task = len(catalog.tasks[task].variants)
+        b_node: list[int] = []
+        b_var: list[int] = []
+        b_rtt: list[float] = []
+        b_t50: list[float] = []
+        b_t95: list[float] = []
+        n_mem = n_budget = n_dom = 0
         for node_id, d in pd:
             ni = nidx[node_id]
             node = nodes[ni]
-            cands = cand[(node.hardware_class, c.task)]
-            stats["dominated"] += n_task - len(cands)
-            rtt = 2.0 * d
+            cands = cand[(node.hardware_class, task)]
+            n_dom += n_task - len(cands)
             for vi, t50, t95 in cands:
                 if size[vi] > mem[ni]:
-                    stats["memory"] += 1
+                    n_mem += 1
                     continue
                 if budget is not None and price[ni] * size[vi] > budget:
-                    stats["budget"] += 1
+                    n_budget += 1
                     continue
-                if (c.min_accuracy is not None and acc[vi] < c.min_accuracy) or (
-                        c.max_latency_ms is not None and rtt + t95 * node.slowdown > c.max_latency_ms):
-                    stats["slo"] += 1
-                    continue
-                p = pair_of.get((ni, vi))
-                if p is None:
-                    p = pair_of[(ni, vi)] = len(pair_node)
-                    pair_node.append(ni)
-                    pair_var.append(vi)
-                tn = t50 * node.slowdown
-                t_class.append(r)
-                t_pair.append(p)
-                t_lat.append(rtt + tn)
-                t_cost.append(rtt + tn + alpha * (1.0 - acc[vi]))
-                t_load.append(c.rate * tn / 1000.0)
-        if len(t_class) == before:
-            unservable.append(r)
-        class_ptr.append(len(t_class))
+                b_node.append(ni)
+                b_var.append(vi)
+                b_rtt.append(2.0 * d)
+                b_t50.append(t50 * node.slowdown)
+                b_t95.append(t95 * node.slowdown)
+        k = len(rs)
+        stats["candidates"] += k * n_nodes * n_task
+        stats["off_path"] += k * (n_nodes - len(pd)) * n_task
+        stats["dominated"] += k * n_dom
+        stats["memory"] += k * n_mem
+        stats["budget"] += k * n_budget
+        bv = np.array(b_var, dtype=np.int64)
+        rtt = np.array(b_rtt, dtype=float)
+        lat95 = rtt + np.array(b_t95, dtype=float)
+        cls = [demand.classes[r] for r in rs]
+        min_acc = np.array([-np.inf if c.min_accuracy is None else c.min_accuracy for c in cls])
+        max_lat = np.array([np.inf if c.max_latency_ms is None else c.max_latency_ms for c in cls])
+        ok = (acc[bv][None, :] >= min_acc[:, None]) & (lat95[None, :] <= max_lat[:, None])
+        stats["slo"] += int(ok.size - np.count_nonzero(ok))
+        ci, j = np.nonzero(ok)  # row-major: by class, then block order (path, then candidates)
+        parts.append((np.array(rs, dtype=np.int64)[ci], np.array(b_node, dtype=np.int64)[j], bv[j], rtt[j],
+                      np.array(b_t50, dtype=float)[j]))
+    if parts:
+        t_class, t_node, t_var, t_rtt, t_tn = (np.concatenate(a) for a in zip(*parts))
+    else:
+        t_class = t_node = t_var = np.zeros(0, dtype=np.int64)
+        t_rtt = t_tn = np.zeros(0)
+    order = np.argsort(t_class, kind="stable")  # triples sorted by class, each class in block order
+    t_class, t_node, t_var, t_rtt, t_tn = t_class[order], t_node[order], t_var[order], t_rtt[order], t_tn[order]
+    # pairs numbered by first appearance
+    key = t_node * len(variants) + t_var
+    uk, first, inv = np.unique(key, return_index=True, return_inverse=True)
+    by_first = np.argsort(first, kind="stable")
+    rank = np.empty(len(uk), dtype=np.int64)
+    rank[by_first] = np.arange(len(uk))
+    pair_keys = uk[by_first]
+    counts = np.bincount(t_class, minlength=len(demand.classes))
+    class_ptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    unservable = np.nonzero(counts == 0)[0].tolist()
+    t_lat = t_rtt + t_tn
     stats["triples"] = len(t_class)
-    stats["pairs"] = len(pair_node)
+    stats["pairs"] = len(uk)
     notes = [f"no latency profile for {v!r} on {hw!r}: {src}" for (hw, v), src in sorted(table.fallbacks.items(), key=str)]
     return Problem(
-        options=options, classes=list(demand.classes),
-        rate=np.array([c.rate for c in demand.classes], dtype=float),
+        options=options, classes=list(demand.classes), rate=rate,
         node_ids=node_ids, mem=mem, cap=cap, price=price,
         repository=np.array([n.repository for n in nodes], dtype=bool),
         variant_names=[v.name for v in variants], size=size, acc=acc,
-        pair_node=np.array(pair_node, dtype=np.int64), pair_var=np.array(pair_var, dtype=np.int64),
-        tri_class=np.array(t_class, dtype=np.int64), tri_pair=np.array(t_pair, dtype=np.int64),
-        tri_cost=np.array(t_cost, dtype=float), tri_latency=np.array(t_lat, dtype=float),
-        tri_load=np.array(t_load, dtype=float), class_ptr=np.array(class_ptr, dtype=np.int64),
+        pair_node=pair_keys // max(len(variants), 1), pair_var=pair_keys % max(len(variants), 1),
+        tri_class=t_class, tri_pair=rank[inv].astype(np.int64),
+        tri_cost=t_lat + alpha * (1.0 - acc[t_var]), tri_latency=t_lat,
+        tri_load=rate[t_class] * t_tn / 1000.0, class_ptr=class_ptr,
         unservable=unservable, notes=notes, stats=stats,
     )

@@ -26,6 +26,7 @@ class Solution:
     facts: SolverFacts
     build_s: float = 0.0
     solve_s: float = 0.0
+    readback_s: float = 0.0  # reading the solver's answer back (ILP only; counted in neither build nor solve)
     notes: list[str] = field(default_factory=list)
 
     @property
