@@ -55,8 +55,6 @@ def _variant_entry(spec: specs.VariantSpec, data: TaskData, rel_file: str, path:
 
 def build_task(task: str, models_dir: Path, log: Log) -> tuple[dict[str, Any], dict[str, float]]:
     """Train/export/quantize/evaluate every variant of ``task``; return its catalog entry and timings."""
-    import torch  # noqa: F401  (fail early, with the hint below, when the zoo extra is missing)
-
     from idn.zoo.export import export_module
     from idn.zoo.quantize import quantize_variant
     from idn.zoo.train import train_variant

@@ -6,7 +6,8 @@ Two flavours, matched to what the graph is made of:
   quantized on the fly per batch. No calibration data; suits the MLPs.
 * ``int8-static`` (``quantize_static``, QDQ format, per-channel weights): activation
   ranges calibrated (MinMax) on training-distribution inputs, so convolutions run
-  on int8 kernels end to end. Calibration never sees the held-out split.
+  on int8 kernels end to end; the output softmax stays FP32. Calibration never sees
+  the held-out split.
 
 Both keep the FP32 ``input``/``probabilities`` tensors, so the signature is the task's.
 """
@@ -41,8 +42,11 @@ def _quantize(source: Path, target: Path, method: str, calibration: np.ndarray) 
     if method == "int8-dynamic":
         quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=False)
     elif method == "int8-static":
+        # The final softmax stays FP32: quantized, the probabilities would come out in
+        # steps of 1/255 and no longer sum to 1 (clients read them, not just the arg-max).
+        softmax = [n.name for n in onnx.load(str(source)).graph.node if n.op_type == "Softmax"]
         quantize_static(source, target, _ArrayReader(np.ascontiguousarray(calibration[:CALIBRATION_SAMPLES])),
-                        quant_format=QuantFormat.QDQ, per_channel=True,
+                        quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=softmax,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
     else:

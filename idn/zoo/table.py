@@ -18,7 +18,7 @@ def pick_hardware_class(catalog: Catalog, preferred: str | None) -> str | None:
 
 def _ms(v: Variant, hw: str | None, batch: int, threading: str) -> str:
     x = v.latency_ms(hw, batch, threading) if hw else None
-    return "-" if x is None else f"{x:.3f}"
+    return "-" if x is None else f"{x:.4g}"
 
 
 def rows(catalog: Catalog, hw: str | None) -> list[tuple[str, ...]]:

@@ -94,7 +94,12 @@ def verify_zoo(catalog_path: Path, tolerance: float = DEFAULT_TOLERANCE,
                 problems.append(Problem(v.name, "sha256", f"{v.path} hashes to {actual_sha}"))
             if v.path.stat().st_size != v.bytes:
                 problems.append(Problem(v.name, "bytes", f"catalog {v.bytes}, file {v.path.stat().st_size}"))
-            inputs, outputs = session_signature(make_session(v.path))
+            try:
+                inputs, outputs = session_signature(make_session(v.path))
+            except Exception as e:  # a corrupt file: report it with the others, don't crash
+                problems.append(Problem(v.name, "file", f"ONNX Runtime cannot load {v.path}: {e}"))
+                checks.append(VariantCheck(v.name, v.accuracy, None))
+                continue
             problems += signature_problems(v.name, task.inputs, inputs, "inputs")
             problems += signature_problems(v.name, task.outputs, outputs, "outputs")
             if samples is None:
