@@ -141,3 +141,28 @@ def test_baselines_are_scored_by_the_same_evaluator():
     _, ev = score(p, ref, topo, cat, dem)
     assert all(t[0] == "cloud" for ts in ref.routes.values() for t in ts)
     assert ev.objective >= opt.facts.objective * (1 - 1e-6) or not ev.feasible
+
+
+def test_greedy_repair_respects_compute_caps():
+    """No single node can carry the class (edge 0.2, regional 0.8, cloud 0.4 of it): greedy's rule
+    never takes it and the old memory-only repair put it all on one node, so routing failed.
+    The compute-aware repair splits it along the path and stays within every cap."""
+    topo, cat, dem = three_node(rate=1000.0, cloud_cores=1)
+    p = build_problem(topo, cat, dem, PlacementOptions(alpha=100.0))
+    opt = solve_ilp(p)
+    assert opt.facts.status == "optimal"
+    for h in (greedy, smallest, lp_round):
+        sol = h(p)
+        assert sol.facts.status == "heuristic", (h.__name__, sol.facts)
+        _, ev = score(p, sol, topo, cat, dem)
+        assert ev.feasible, (h.__name__, ev.violations)
+        assert ev.objective >= opt.facts.bound * (1 - 1e-6)
+        assert len(sol.routes[0]) >= 2  # split over several nodes
+
+
+def test_greedy_reports_infeasible_when_no_split_fits():
+    topo, cat, dem = three_node(rate=5000.0, cloud_cores=1)
+    p = build_problem(topo, cat, dem, PlacementOptions(alpha=100.0))
+    assert solve_ilp(p).facts.status == "infeasible"
+    sol = greedy(p)
+    assert sol.facts.status == "infeasible" and "compute caps cannot carry" in sol.facts.options["solver_message"]

@@ -15,8 +15,10 @@
   value is a valid lower bound and is reported as this heuristic's bound.
 
 Every heuristic repairs classes its rule left without a placed target (cheapest triple
-that still fits) before routing, and reports ``infeasible`` with the reason when the
-routing still fails.
+that still fits) before routing. When the compute caps cannot carry the demand on those
+placements, the compute-aware repair (``routing.repair_compute``) spreads the overflow
+over the capacity left along each path, placing variants where memory and budget allow;
+only when demand still fits nowhere is the result reported ``infeasible``, with the reason.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from idn.catalog import Catalog
 from idn.placement.aggregate import aggregate_classes
 from idn.placement.ilp import SolverOptions, build_model, run_model, values
 from idn.placement.problem import Problem
-from idn.placement.routing import repair, route
+from idn.placement.routing import repair, repair_compute, route
 from idn.placement.solution import Solution, from_arrays
 from idn.plan import SolverFacts
 from idn.topology import Topology
@@ -40,8 +42,17 @@ HEURISTICS = ("repository", "smallest", "greedy", "lp-round")
 
 def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: SolverOptions,
             bound: float | None = None) -> Solution:
+    own = placed.copy()
     placed = repair(problem, placed)
     shares, why = route(problem, placed, opts)
+    if shares is None:
+        # the caps cannot carry the demand on these placements: repair with compute in mind,
+        # starting again from the method's own placements
+        placed, fill, why = repair_compute(problem, own)
+        if fill is not None:
+            shares, why = route(problem, placed, opts)
+            if shares is None:  # numerically refused by the LP: the fill itself is feasible
+                shares, why = fill, "compute-aware fill"
     elapsed = time.perf_counter() - t0
     base_opts = {**problem.options.as_dict(), "solver": name}
     if shares is None:

@@ -7,6 +7,14 @@ cheapest placed triple, so that case is solved exactly without calling a solver.
 ``repair`` makes a placement servable: a class with no placed triple gets the placement
 of its cheapest triple that still fits memory and budget (used by every heuristic, so
 none of them fails just because its rule skipped a class).
+
+``repair_compute`` is the compute-aware repair used when the routing LP says the compute
+caps cannot carry the demand with those placements: it fills every class into the
+capacity left on its path, cheapest target first, splitting a class where a node's cap
+is hit and sending the overflow on to the next target (already placed targets first,
+then new placements where memory and budget allow; the repository is just the last,
+usually dearest, node of the path and gets only what its own cap allows). When some
+demand fits nowhere it says so instead of returning a plan that breaks a cap.
 """
 
 from __future__ import annotations
@@ -76,3 +84,115 @@ def repair(problem: Problem, placed: np.ndarray) -> np.ndarray:
                 spent += cost
                 break
     return placed
+
+
+def repair_compute(problem: Problem, placed: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """Compute-aware repair: (placements, a feasible split, "ok") or (placements, None, reason).
+
+    A fill over the capacity left on each path (``_fill``), first cheapest-target-first
+    (a class that does not fit that way retries path-order lightest-first), then, if some
+    demand is still left over, path-order lightest-first for every class: the least shared
+    nodes first, each serving as much as its cap allows with its lightest variant. The split found satisfies every row of the routing LP, so that LP, solved
+    afterwards, is feasible and picks the cheapest split over the same placements.
+    """
+    best = None
+    for light in (False, True):
+        placed_, shares, why, short = _fill(problem, placed, light)
+        if shares is not None:
+            return placed_, shares, why
+        if best is None or short < best[3]:
+            best = (placed_, shares, why, short)
+    assert best is not None
+    return best[0], None, best[2]  # the attempt that left the fewest classes short
+
+
+def _fill(problem: Problem, placed: np.ndarray, light: bool) -> tuple[np.ndarray, np.ndarray | None, str, int]:
+    """Classes with the fewest usable nodes first (then by decreasing rate); pass 1 uses
+    placed pairs only, pass 2 may place a pair where memory and budget allow. Each class
+    takes its triples in order (cheapest first, or, when ``light``, node by node from
+    the ingress towards the repository, lightest variant first), each up to the compute
+    its node has left, so what a node cannot carry overflows to the next one."""
+    placed = placed.copy()
+    n_nodes = len(problem.node_ids)
+    used_mem = np.bincount(problem.pair_node[placed], weights=problem.pair_size[placed], minlength=n_nodes)
+    spent = [float(problem.pair_cost[placed].sum())]
+    budget = problem.options.budget
+    load = np.zeros(n_nodes)
+    shares = np.zeros(problem.n_triples)
+    remaining = np.ones(len(problem.classes))
+    ptr = problem.class_ptr
+    tri_pair, pair_node, tri_load = problem.tri_pair, problem.pair_node, problem.tri_load
+    psize, pcost, cap, mem = problem.pair_size, problem.pair_cost, problem.cap, problem.mem
+    eps = 1e-12
+    tri_node = pair_node[tri_pair]
+    # a class's triples are in path order (ingress first): hop = position of the node on the path
+    new_node = np.ones(problem.n_triples, dtype=bool)
+    new_node[1:] = (tri_node[1:] != tri_node[:-1]) | (problem.tri_class[1:] != problem.tri_class[:-1])
+    hop = np.cumsum(new_node) - 1
+    hop = hop - hop[ptr[problem.tri_class]]
+    n_hops = np.zeros(len(problem.classes), dtype=np.int64)
+    np.maximum.at(n_hops, problem.tri_class, hop + 1)
+    # most constrained first: classes with fewer usable nodes, then the heavier ones
+    classes = sorted(range(len(problem.classes)), key=lambda r: (n_hops[r], -problem.rate[r], r))
+
+    def ordered(r: int, lightest: bool) -> list[int]:
+        tris = range(int(ptr[r]), int(ptr[r + 1]))
+        if lightest:  # nodes nearest the ingress first (least shared), lightest variant there first
+            return sorted(tris, key=lambda i: (hop[i], tri_load[i], problem.tri_cost[i], i))
+        return sorted(tris, key=lambda i: (problem.tri_cost[i], i))
+
+    def take(r: int, tris: list[int], may_place: bool) -> list[tuple[int, float, bool]]:
+        log = []
+        for i in tris:
+            if remaining[r] <= eps:
+                break
+            p = int(tri_pair[i])
+            n = int(pair_node[p])
+            if not placed[p] and not (may_place and used_mem[n] + psize[p] <= mem[n] + 1e-9
+                                      and (budget is None or spent[0] + pcost[p] <= budget + 1e-9)):
+                continue
+            ld = float(tri_load[i])
+            f = remaining[r] if ld <= 0 else min(remaining[r], max(0.0, cap[n] - load[n]) / ld)
+            if f <= eps:
+                continue
+            new = not placed[p]
+            if new:
+                placed[p] = True
+                used_mem[n] += psize[p]
+                spent[0] += pcost[p]
+            shares[i] += f
+            load[n] += f * ld
+            remaining[r] -= f
+            log.append((i, f, new))
+        return log
+
+    def undo(r: int, log: list[tuple[int, float, bool]]) -> None:
+        for i, f, new in reversed(log):
+            p = int(tri_pair[i])
+            n = int(pair_node[p])
+            shares[i] -= f
+            load[n] -= f * float(tri_load[i])
+            remaining[r] += f
+            if new:
+                placed[p] = False
+                used_mem[n] -= psize[p]
+                spent[0] -= pcost[p]
+
+    for may_place in (False, True):
+        for r in classes:
+            if remaining[r] <= eps:
+                continue
+            log = take(r, ordered(r, light), may_place)
+            if remaining[r] > eps and not light:  # does not fit cheapest-first: try lightest-first
+                left = remaining[r]
+                undo(r, log)
+                log = take(r, ordered(r, True), may_place)
+                if remaining[r] >= left:
+                    undo(r, log)
+                    take(r, ordered(r, False), may_place)
+    short = np.nonzero(remaining > 1e-9)[0]
+    if len(short):
+        c = problem.classes[int(short[0])]
+        return placed, None, (f"compute caps cannot carry the demand: {len(short)} class(es) (e.g. {c.id!r}, "
+                              f"{remaining[short[0]]:.1%} of it) find no compute left on any usable target"), len(short)
+    return placed, shares, "ok", 0
