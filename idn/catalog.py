@@ -12,7 +12,7 @@ File format (paths are relative to the catalog file)::
     tasks:
       digits:
         description: ...
-        inputs:  [{name: pixels, datatype: FP32, shape: [-1, 64]}]
+        inputs:  [{name: input, datatype: FP32, shape: [-1, 64]}]
         outputs: [{name: probabilities, datatype: FP32, shape: [-1, 10]}]
         labels: ["0", "1", ...]            # class index -> label (optional)
         samples: samples/digits.npz        # held-out inputs + labels (optional)
