@@ -135,12 +135,18 @@ class DemoResult:
         return d
 
 
+def emulated_ms(topology: Topology, a: str, b: str) -> float:
+    """One-way emulated delay a -> b: the links' own delays, without the modelled hop overheads."""
+    route = topology.route(a, b)
+    return sum(topology.link_delay_ms(x, y) for x, y in zip(route, route[1:]))
+
+
 def network_ms(plan: Plan, topology: Topology, demand: Demand) -> float:
     """Rate-weighted round-trip emulated delay from each class's ingress to its targets."""
     num = den = 0.0
     for c in demand.classes:
         r = plan.routes[c.id]
-        num += c.rate * sum(t.share * 2 * topology.delay_ms(c.ingress, t.node) for t in r.targets)
+        num += c.rate * sum(t.share * 2 * emulated_ms(topology, c.ingress, t.node) for t in r.targets)
         den += c.rate
     return num / den if den else 0.0
 
@@ -216,11 +222,11 @@ def explain(result: PlanResult) -> str:
     client = m.mean_latency_ms - m.ingress_ms if m.ingress_ms is not None else float("nan")
     return (f"{result.label}: measured mean {m.mean_latency_ms:.1f} ms vs predicted {p.mean_latency_ms:.1f} ms "
             f"({100 * (ratio - 1):+.0f}%, {verdict} within {100 * AGREEMENT:.0f}%). Both include "
-            f"{p.network_ms:.1f} ms of emulated network round trip. Predicted compute {p.rest_ms:.2f} ms vs "
-            f"{m.server_ms or 0.0:.2f} ms measured inside the serving node; the other {transport:.2f} ms "
-            f"(of which {client:.2f} ms between the client and its ingress node) are "
-            f"per-request costs the model does not count: gRPC/Python transport at each hop and the client, "
-            f"overshoot of the emulated delay sleeps, and CPU contention among the nodes sharing this machine.")
+            f"{p.network_ms:.1f} ms of emulated network round trip. Predicted compute plus the topology's "
+            f"modelled overheads (overhead_ms per request, hop_overhead_ms per hop) {p.rest_ms:.2f} ms; measured "
+            f"{m.server_ms or 0.0:.2f} ms inside the serving node and {transport:.2f} ms of transport "
+            f"(of which {client:.2f} ms between the client and its ingress node): gRPC/Python cost at each hop "
+            f"and the client, and CPU contention among the nodes sharing this machine.")
 
 
 def _check_ports_free(topology_path: Path) -> None:

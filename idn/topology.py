@@ -22,6 +22,15 @@ be one), ``parent`` (informational tree structure; must be linked), ``slowdown``
 (emulation knob, default 1.0: compute on this node takes ``slowdown`` times the profiled
 latency, so one machine can emulate a slow edge box).
 
+Fixed costs the latency model can carry (both default 0, both modelled only, never
+emulated): ``overhead_ms`` (top level as a default, or per node) is a node's fixed
+per-request serving cost — transport, decoding, encoding — added to every compute time
+there (and so to its compute load); ``hop_overhead_ms`` (top level) is the one-way
+processing cost of one forwarding hop, added to every link's delay for routing and
+prediction. On one machine these are what gRPC and Python cost per request and per
+hop (measure them with ``benchmarks/hop.py``); without them a plan whose network paths
+are short is predicted faster than it can be served.
+
 Link fields: ``a``, ``b`` (node ids; links are bidirectional), ``delay_ms`` (one-way
 delay, also an emulation knob on one machine), ``bandwidth_mbps`` (optional,
 informational: the solver models requests as small, so only delay counts).
@@ -52,7 +61,7 @@ from idn.catalog import Catalog, Variant
 from idn.config import ConfigError, Fields, read_document
 
 TIERS = ("edge", "regional", "cloud")
-_NODE_KEYS = {"id", "tier", "address", "mem_mb", "cores", "hardware_class", "price", "repository",
+_NODE_KEYS = {"id", "tier", "address", "mem_mb", "cores", "hardware_class", "price", "repository", "overhead_ms",
               "parent", "slowdown"}
 _LINK_KEYS = {"a", "b", "delay_ms", "bandwidth_mbps"}
 
@@ -69,6 +78,7 @@ class Node:
     repository: bool = False
     parent: str | None = None
     slowdown: float = 1.0
+    overhead_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,15 +102,20 @@ class Topology:
     nodes: dict[str, Node]
     links: list[Link]
     file: str | None = None
+    # Modelled per-hop processing cost (one way), added to every link's delay for routing
+    # and prediction but never emulated: see the module docstring.
+    hop_overhead_ms: float = 0.0
     _adj: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    _link: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     _to_repo: dict[str, tuple[float, str | None]] | None = field(default=None, repr=False)
     _towards: dict[str, dict[str, tuple[float, str | None]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._adj = {n: {} for n in self.nodes}
+        self._link = {n: {} for n in self.nodes}
         for ln in self.links:
-            self._adj[ln.a][ln.b] = ln.delay_ms
-            self._adj[ln.b][ln.a] = ln.delay_ms
+            self._link[ln.a][ln.b] = self._link[ln.b][ln.a] = ln.delay_ms
+            self._adj[ln.a][ln.b] = self._adj[ln.b][ln.a] = ln.delay_ms + self.hop_overhead_ms
 
     # -- lookups -------------------------------------------------------------------------
     def node(self, node_id: str) -> Node:
@@ -118,8 +133,8 @@ class Topology:
         return sorted(self._adj[node_id])
 
     def link_delay_ms(self, a: str, b: str) -> float:
-        """Delay of the direct link a-b (KeyError if they are not neighbours)."""
-        return self._adj[a][b]
+        """The link a-b's own one-way delay, as written (what emulation sleeps; KeyError if not neighbours)."""
+        return self._link[a][b]
 
     # -- routing -------------------------------------------------------------------------
     def _dijkstra(self, sources: list[str]) -> dict[str, tuple[float, str | None]]:
@@ -161,7 +176,7 @@ class Topology:
         return out
 
     def path_delays(self, ingress: str) -> list[tuple[str, float]]:
-        """``path(ingress)`` with the cumulative one-way delay from the ingress to each node."""
+        """``path(ingress)`` with the cumulative modelled one-way delay from the ingress to each node."""
         p = self.path(ingress)
         out, acc = [(p[0], 0.0)], 0.0
         for a, b in zip(p, p[1:]):
@@ -184,7 +199,7 @@ class Topology:
         return self._tree_towards(to)[frm][1]
 
     def delay_ms(self, a: str, b: str) -> float:
-        """One-way delay along the shortest route from a to b."""
+        """Modelled one-way delay along the shortest route from a to b (links + hop overheads)."""
         self.node(a)
         return self._tree_towards(b)[a][0]
 
@@ -193,10 +208,10 @@ class Topology:
         return self.node(node_id).hardware_class
 
     def compute_ms(self, node_id: str, variant: Variant, catalog: Catalog, quantile: str = "p50") -> ComputeTime:
-        """Compute time of one request (batch 1) for ``variant`` at the node, slowdown included."""
+        """Time to serve one request (batch 1) of ``variant`` at the node: profile x slowdown + overhead."""
         node = self.node(node_id)
         base = base_compute_ms(variant, node.hardware_class, catalog, quantile, self.file, node_id)
-        return ComputeTime(base.ms * node.slowdown, base.source)
+        return ComputeTime(base.ms * node.slowdown + node.overhead_ms, base.source)
 
 
 def base_compute_ms(variant: Variant, hardware_class: str | None, catalog: Catalog, quantile: str = "p50",
@@ -231,8 +246,10 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
     """Validate a topology document; every error names the file, the field and the fix."""
     fname = str(file) if file is not None else None
     root = Fields(doc, file, "")
-    root.check_keys({"nodes", "links", "hardware_class", "name", "description"})
+    root.check_keys({"nodes", "links", "hardware_class", "overhead_ms", "hop_overhead_ms", "name", "description"})
     default_hw = root.opt("hardware_class", str, None)  # type: ignore[arg-type]
+    default_overhead = root.positive("overhead_ms", float, default=0.0, allow_zero=True)
+    hop_overhead = root.positive("hop_overhead_ms", float, default=0.0, allow_zero=True)
     raw_nodes = root.req("nodes", list)
     if not raw_nodes:
         raise root.error("nodes", "no nodes defined", "add at least one node with `repository: true`")
@@ -264,7 +281,8 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
             hardware_class=f.opt("hardware_class", str, default_hw),  # type: ignore[arg-type]
             price=price, repository=f.opt("repository", bool, False),
             parent=f.opt("parent", str, None),  # type: ignore[arg-type]
-            slowdown=slowdown,
+            slowdown=slowdown, overhead_ms=f.positive("overhead_ms", float, default=default_overhead,
+                                                      allow_zero=True),
         )
     links: list[Link] = []
     seen: set[frozenset[str]] = set()
@@ -296,7 +314,7 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
             if frozenset((n.id, n.parent)) not in seen:
                 raise ConfigError(file, f"nodes[{i}].parent", f"no link between {n.id!r} and its parent {n.parent!r}",
                                   f"add `- {{a: {n.id}, b: {n.parent}, delay_ms: <ms>}}` under links")
-    topo = Topology(nodes=nodes, links=links, file=fname)
+    topo = Topology(nodes=nodes, links=links, file=fname, hop_overhead_ms=hop_overhead)
     if not topo.repositories:
         raise ConfigError(file, "nodes", "no repository node", "mark one node (normally the cloud) `repository: true`")
     reach = topo._repo_tree()

@@ -116,3 +116,21 @@ def test_compute_time_profiled_times_slowdown_and_flops_fallback():
     doc["hardware_class"] = "unknown-hw"
     with pytest.raises(ConfigError, match="no latency profile"):
         parse_topology(doc).compute_ms("e1", cat.variant("big"), cat)
+
+
+def test_modelled_overheads_enter_delay_and_compute_but_not_the_emulated_link():
+    cat = parse_catalog(catalog_doc({"t": [variant_doc("small", 1000, 0.8, 2.0, 3.0, flops=1e6, hw=("hw",))]},
+                                    hw=("hw",)), verify_hashes=False)
+    doc = tree()
+    doc["hop_overhead_ms"] = 0.5
+    doc["overhead_ms"] = 1.0
+    doc["nodes"][2]["overhead_ms"] = 0.25  # e1 overrides the default
+    t = parse_topology(doc, "t.yaml")
+    assert t.path_delays("e1") == [("e1", 0.0), ("reg", 5.5), ("cloud", 31.0)]
+    assert t.delay_ms("e1", "e2") == 16.0
+    assert t.link_delay_ms("e1", "reg") == 5.0  # emulation sleeps the link as written
+    assert t.compute_ms("e1", cat.variant("small"), cat).ms == 6.25  # 2 x 3 + 0.25
+    assert t.compute_ms("e2", cat.variant("small"), cat).ms == 3.0  # 2 x 1 + 1.0
+    doc["hop_overhead_ms"] = -1
+    with pytest.raises(ConfigError, match="hop_overhead_ms"):
+        parse_topology(doc, "t.yaml")

@@ -11,8 +11,9 @@ Per-request cost of serving class r by variant v at node n (the ILP objective te
 
     c[r,n,v] = 2 * delay(ingress_r, n) + t[v,n] + alpha * (1 - acc[v])
 
-with t[v,n] the p50 compute time at n (``Topology.compute_ms``: profile of n's hardware
-class x n's slowdown, FLOPs-scaled fallback). SLO feasibility uses the p95 compute time:
+with t[v,n] the p50 time to serve at n (``Topology.compute_ms``: profile of n's hardware
+class x n's slowdown + n's per-request ``overhead_ms``, FLOPs-scaled fallback) and delay
+the modelled one-way delay (links + ``hop_overhead_ms`` per hop). SLO feasibility uses the p95 compute time:
 ``2 * delay + t95[v,n] <= max_latency_ms`` and ``acc[v] >= min_accuracy``.
 
 A triple (r, n, v) is created only when it can help:
@@ -37,8 +38,9 @@ solution is feasible and no worse. Domination is a strict partial order once tie
 broken by name, so repeating the exchange terminates with no dominated variant placed
 (each step removes one placement of a dominated variant and adds one of a dominating
 variant, and chains end at a non-dominated one). Since slowdown scales every variant at
-a node by the same factor, domination depends only on the node's hardware class and is
-computed once per (hardware class, task). QED.
+a node by the same factor and the node's per-request overhead adds the same constant,
+domination depends only on the node's hardware class and is computed once per
+(hardware class, task). QED.
 """
 
 from __future__ import annotations
@@ -223,8 +225,8 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
                 b_node.append(ni)
                 b_var.append(vi)
                 b_rtt.append(2.0 * d)
-                b_t50.append(t50 * node.slowdown)
-                b_t95.append(t95 * node.slowdown)
+                b_t50.append(t50 * node.slowdown + node.overhead_ms)
+                b_t95.append(t95 * node.slowdown + node.overhead_ms)
         k = len(rs)
         stats["candidates"] += k * n_nodes * n_task
         stats["off_path"] += k * (n_nodes - len(pd)) * n_task
