@@ -108,6 +108,8 @@ class NodeServer:
         self.port = self.server.add_insecure_port(self.config.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
+        if not self.dataplane.node_id:  # a standalone node is known by its address
+            self.dataplane.node_id = self.address
         await self._set_health(False)
         await self.server.start()
         await self.repository.load_all([*self.config.models, *self.config.variants])
@@ -115,7 +117,7 @@ class NodeServer:
         if restored is None and self.config.plan is not None:
             await self.deployment.apply(self.config.plan, check_version=False)
         await self._set_health(self.dataplane.ready())
-        log.info("idn node %s listening on %s serving %s (plan v%d)", self.config.node_id or "-", self.address,
+        log.info("idn node %s listening on %s serving %s (plan v%d)", self.dataplane.node_id, self.address,
                  sorted(self.repository.loaded) or "no variants", self.deployment.version)
 
     async def _set_health(self, serving: bool) -> None:
