@@ -100,7 +100,7 @@ def test_overload_is_refused_fast_and_slow_model_does_not_stall_others(model_dir
     try:
         async def scenario():
             async with AsyncClient(n.address, timeout=30) as ac:
-                x = np.ones((128, 384), np.float32)
+                x = np.ones((512, 384), np.float32)  # ~0.1 s per run: the 8 arrive while 2 run
                 slow = [asyncio.ensure_future(ac.infer("slow", {"x": x})) for _ in range(8)]
                 await asyncio.sleep(0.02)
                 t0 = time.perf_counter()
