@@ -31,6 +31,7 @@ import numpy as np
 from idn.catalog import Catalog
 from idn.placement.aggregate import aggregate_classes
 from idn.placement.ilp import SolverOptions, build_model, run_model, values
+from idn.placement.ledger import Ledger
 from idn.placement.problem import Problem
 from idn.placement.routing import repair, repair_compute, route
 from idn.placement.solution import Solution, from_arrays
@@ -98,8 +99,7 @@ def smallest(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solutio
     """The smallest variant of each task on every node where it fits."""
     t0 = time.perf_counter()
     placed = np.zeros(problem.n_pairs, dtype=bool)
-    used = np.zeros(len(problem.node_ids))
-    spent, budget = 0.0, problem.options.budget
+    ledger = Ledger(problem)
     # Pairs per (node, task) and the rate of each task through each node.
     tri_node = problem.pair_node[problem.tri_pair]
     rate_through: dict[tuple[int, str], float] = {}
@@ -116,11 +116,8 @@ def smallest(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solutio
             pairs_at[key].append(p)
     for (n, task), _ in sorted(rate_through.items(), key=lambda kv: (kv[0][0], -kv[1], kv[0][1])):
         p = min(pairs_at[(n, task)], key=lambda p: (problem.pair_size[p], p))
-        size, cost = float(problem.pair_size[p]), float(problem.pair_cost[p])
-        if used[n] + size <= problem.mem[n] + 1e-9 and (budget is None or spent + cost <= budget + 1e-9):
+        if ledger.place_if_fits(p):
             placed[p] = True
-            used[n] += size
-            spent += cost
     return _finish(problem, "smallest", placed, t0, opts)
 
 
@@ -137,10 +134,9 @@ def greedy(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
     cur_cost = np.full(len(problem.classes), big)
     cur_tri = np.full(len(problem.classes), -1, dtype=np.int64)
     load = np.zeros(len(problem.node_ids))
-    used = np.zeros(len(problem.node_ids))
-    spent, budget = 0.0, problem.options.budget
+    ledger = Ledger(problem)
     placed = np.zeros(n_pairs, dtype=bool)
-    psize, pcost = problem.pair_size, problem.pair_cost
+    psize = problem.pair_size
 
     def gain(p: int) -> tuple[float, list[int]]:
         n = int(problem.pair_node[p])
@@ -173,7 +169,7 @@ def greedy(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
     while heap:
         _, p = heapq.heappop(heap)
         n = int(problem.pair_node[p])
-        if used[n] + psize[p] > problem.mem[n] + 1e-9 or (budget is not None and spent + pcost[p] > budget + 1e-9):
+        if not ledger.fits(p):
             continue  # memory and budget only shrink: this pair never fits again
         g, taken = gain(p)
         if g <= 0:
@@ -183,8 +179,7 @@ def greedy(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
             heapq.heappush(heap, (-ratio, p))
             continue
         placed[p] = True
-        used[n] += psize[p]
-        spent += pcost[p]
+        ledger.add(p)
         for i in taken:
             r = int(tri_class[i])
             old = int(cur_tri[r])
@@ -207,15 +202,10 @@ def lp_round(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solutio
     x = model.x_values()
     y = agg.expand(values(model.y))
     flow = np.bincount(problem.tri_pair, weights=y * problem.rate[problem.tri_class], minlength=problem.n_pairs)
-    used = np.zeros(len(problem.node_ids))
-    spent, budget = 0.0, problem.options.budget
+    ledger = Ledger(problem)
     for p in sorted(range(problem.n_pairs), key=lambda p: (-round(x[p], 9), -flow[p], p)):
         if x[p] <= 1e-6:
             break
-        n = int(problem.pair_node[p])
-        size, cost = float(problem.pair_size[p]), float(problem.pair_cost[p])
-        if used[n] + size <= problem.mem[n] + 1e-9 and (budget is None or spent + cost <= budget + 1e-9):
+        if ledger.place_if_fits(p):
             placed[p] = True
-            used[n] += size
-            spent += cost
     return _finish(problem, "lp-round", placed, t0, opts, bound=facts.objective)

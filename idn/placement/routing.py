@@ -23,6 +23,7 @@ import numpy as np
 
 from idn.placement.aggregate import aggregate_classes
 from idn.placement.ilp import SolverOptions, build_model, run_model, values
+from idn.placement.ledger import Ledger
 from idn.placement.problem import Problem
 
 
@@ -65,10 +66,7 @@ def route(problem: Problem, placed: np.ndarray, opts: SolverOptions = SolverOpti
 
 def repair(problem: Problem, placed: np.ndarray) -> np.ndarray:
     """Give every class with no placed triple its cheapest triple that still fits (in place)."""
-    used_mem = np.bincount(problem.pair_node[placed], weights=problem.pair_size[placed],
-                           minlength=len(problem.node_ids))
-    spent = float(problem.pair_cost[placed].sum())
-    budget = problem.options.budget
+    ledger = Ledger(problem, placed)
     best = cheapest_placed(problem, placed)
     for r in np.nonzero(best < 0)[0]:
         lo, hi = int(problem.class_ptr[r]), int(problem.class_ptr[r + 1])
@@ -76,12 +74,8 @@ def repair(problem: Problem, placed: np.ndarray) -> np.ndarray:
             continue  # served by an earlier repair in this loop
         for i in sorted(range(lo, hi), key=lambda i: problem.tri_cost[i]):
             p = int(problem.tri_pair[i])
-            n = int(problem.pair_node[p])
-            size, cost = float(problem.pair_size[p]), float(problem.pair_cost[p])
-            if used_mem[n] + size <= problem.mem[n] + 1e-9 and (budget is None or spent + cost <= budget + 1e-9):
+            if ledger.place_if_fits(p):
                 placed[p] = True
-                used_mem[n] += size
-                spent += cost
                 break
     return placed
 
@@ -114,15 +108,13 @@ def _fill(problem: Problem, placed: np.ndarray, light: bool) -> tuple[np.ndarray
     its node has left, so what a node cannot carry overflows to the next one."""
     placed = placed.copy()
     n_nodes = len(problem.node_ids)
-    used_mem = np.bincount(problem.pair_node[placed], weights=problem.pair_size[placed], minlength=n_nodes)
-    spent = [float(problem.pair_cost[placed].sum())]
-    budget = problem.options.budget
+    ledger = Ledger(problem, placed)
     load = np.zeros(n_nodes)
     shares = np.zeros(problem.n_triples)
     remaining = np.ones(len(problem.classes))
     ptr = problem.class_ptr
     tri_pair, pair_node, tri_load = problem.tri_pair, problem.pair_node, problem.tri_load
-    psize, pcost, cap, mem = problem.pair_size, problem.pair_cost, problem.cap, problem.mem
+    cap = problem.cap
     eps = 1e-12
     tri_node = pair_node[tri_pair]
     # a class's triples are in path order (ingress first): hop = position of the node on the path
@@ -148,8 +140,7 @@ def _fill(problem: Problem, placed: np.ndarray, light: bool) -> tuple[np.ndarray
                 break
             p = int(tri_pair[i])
             n = int(pair_node[p])
-            if not placed[p] and not (may_place and used_mem[n] + psize[p] <= mem[n] + 1e-9
-                                      and (budget is None or spent[0] + pcost[p] <= budget + 1e-9)):
+            if not placed[p] and not (may_place and ledger.fits(p)):
                 continue
             ld = float(tri_load[i])
             f = remaining[r] if ld <= 0 else min(remaining[r], max(0.0, cap[n] - load[n]) / ld)
@@ -158,8 +149,7 @@ def _fill(problem: Problem, placed: np.ndarray, light: bool) -> tuple[np.ndarray
             new = not placed[p]
             if new:
                 placed[p] = True
-                used_mem[n] += psize[p]
-                spent[0] += pcost[p]
+                ledger.add(p)
             shares[i] += f
             load[n] += f * ld
             remaining[r] -= f
@@ -175,8 +165,7 @@ def _fill(problem: Problem, placed: np.ndarray, light: bool) -> tuple[np.ndarray
             remaining[r] += f
             if new:
                 placed[p] = False
-                used_mem[n] -= psize[p]
-                spent[0] -= pcost[p]
+                ledger.remove(p)
 
     for may_place in (False, True):
         for r in classes:
