@@ -148,7 +148,10 @@ def test_oversize_message_is_refused_and_node_survives(model_dir):
         s = pb_grpc.GRPCInferenceServiceStub(ch)
         big = build_request("linear", {"input": np.ones((4096, 4), np.float32)})  # 64 KiB + framing
         err = call(s, big)
-        # gRPC's transport refuses it before any handler runs, with its standard code.
+        assert err.code() == INVALID and "65536" in err.details() and "--max-message-mb" in err.details()
+        # far past the limit, gRPC's transport refuses it before reading it, with its standard code
+        huge = build_request("linear", {"input": np.ones((16384, 4), np.float32)})  # 256 KiB
+        err = call(s, huge)
         assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in err.details()
         s.ModelInfer(good(), timeout=10)
         ch.close()

@@ -139,42 +139,47 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         return pb.RepositoryModelUnloadResponse()
 
 
-class _Undecodable:
-    """Stands in for a request whose bytes did not parse, so the handler can answer it."""
+class _Refused:
+    """Stands in for a request refused before parsing, so the handler can answer why."""
 
-    def __init__(self, error: Exception):
-        self.error = error
+    def __init__(self, reason: str):
+        self.reason = reason
 
 
-def _tolerant(parse: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+def _tolerant(parse: Callable[[bytes], Any], type_name: str, max_bytes: int) -> Callable[[bytes], Any]:
     def deserialize(data: bytes) -> Any:
+        if len(data) > max_bytes:
+            return _Refused(f"the {type_name} message has {len(data)} bytes, more than this node's limit of "
+                            f"{max_bytes} (--max-message-mb); send smaller batches")
         try:
             return parse(data)
         except Exception as e:  # protobuf's DecodeError
-            return _Undecodable(e)
+            return _Refused(f"request is not a valid {type_name} message: {e}")
     return deserialize
 
 
-def add_servicer(servicer: pb_grpc.GRPCInferenceServiceServicer, server: grpc.aio.Server) -> None:
-    """Register like the generated ``add_..._to_server``, but a request that does not parse
-    gets INVALID_ARGUMENT with the parser's message instead of gRPC's UNKNOWN."""
+def add_servicer(servicer: pb_grpc.GRPCInferenceServiceServicer, server: grpc.aio.Server,
+                 max_message_bytes: int) -> None:
+    """Register like the generated ``add_..._to_server``, but a request that does not parse, or
+    is larger than ``max_message_bytes``, gets INVALID_ARGUMENT saying so (instead of gRPC's
+    UNKNOWN for a parse failure). The transport's own limit is set higher (see
+    ``server.grpc_options``) so that oversize messages reach this check."""
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     handlers = {}
     for method in service.methods:
         req_cls = getattr(pb, method.input_type.name)
         resp_cls = getattr(pb, method.output_type.name)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _guard(getattr(servicer, method.name), method.input_type.full_name),
-            request_deserializer=_tolerant(req_cls.FromString),
+            _guard(getattr(servicer, method.name)),
+            request_deserializer=_tolerant(req_cls.FromString, method.input_type.full_name, max_message_bytes),
             response_serializer=resp_cls.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
 
-def _guard(handler: Callable[..., Any], type_name: str) -> Callable[..., Any]:
+def _guard(handler: Callable[..., Any]) -> Callable[..., Any]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        if isinstance(request, _Undecodable):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                                f"request is not a valid {type_name} message: {request.error}")
+        if isinstance(request, _Refused):
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
         return await handler(request, context)
     return guarded
 

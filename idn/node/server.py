@@ -60,8 +60,11 @@ class NodeConfig:
 
 
 def grpc_options(settings: NodeSettings) -> list[tuple[str, int]]:
+    """The transport reads messages up to twice the node's limit, so that the data plane can
+    refuse the ones over the limit with INVALID_ARGUMENT naming it; past twice the limit
+    gRPC itself refuses them (RESOURCE_EXHAUSTED) without reading them into memory."""
     return [
-        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", 2 * settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
         ("grpc.so_reuseport", 0),
     ]
@@ -97,7 +100,7 @@ class NodeServer:
     async def start(self) -> None:
         s = self.config.settings
         self.server = grpc.aio.server(options=grpc_options(s))
-        add_servicer(InferenceServicer(self.dataplane), self.server)
+        add_servicer(InferenceServicer(self.dataplane), self.server, s.max_message_bytes)
         cpb_grpc.add_NodeControlServicer_to_server(
             ControlServicer(self.deployment, self.config.node, self.config.listen, self.config.control_token),
             self.server)
