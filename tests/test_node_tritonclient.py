@@ -6,6 +6,7 @@ The client runs in a subprocess (see stock_client/triton_checks.py for why).
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -36,3 +37,22 @@ def test_stock_tritonclient(triton_node):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.split() == [w for c in CHECKS for w in ("ok", c)]
+
+
+def test_wire_format_matches_tritonclients_descriptors():
+    """Every message and method IDN defines has tritonclient's field numbers and types."""
+    from idn.protos import grpc_service_pb2 as pb
+    from tests.stock_client.descriptors import fields
+
+    proc = subprocess.run([sys.executable, str(SCRIPT.parent / "dump_descriptors.py")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    theirs = json.loads(proc.stdout)
+    for m in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods:
+        assert theirs["methods"][m.name] == [m.input_type.full_name, m.output_type.full_name], m.name
+    checked = 0
+    for name, md in pb.DESCRIPTOR.message_types_by_name.items():
+        for fname, spec in fields(md).items():
+            assert theirs["messages"][name][fname] == spec, (name, fname)
+            checked += 1
+    assert checked > 80
