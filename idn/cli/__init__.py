@@ -6,6 +6,7 @@ from idn.cli.app import app
 
 # One module per command group; importing it registers its commands on `app`.
 _COMMAND_MODULES = [
+    "idn.cli.deploy_cmd",
     "idn.cli.models_cmd",
     "idn.cli.node_cmd",
     "idn.cli.net_cmd",
