@@ -19,6 +19,7 @@ from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
+from idn.tls import TLSFiles, aio_channel, sync_channel
 
 _MAX_MSG = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MAX_MSG), ("grpc.max_send_message_length", _MAX_MSG)]
@@ -111,10 +112,10 @@ def parse_response(resp: pb.ModelInferResponse) -> InferResult:
 class Client:
     """Blocking client. ``Client("127.0.0.1:8001").infer("digits", {"input": x})``."""
 
-    def __init__(self, address: str, timeout: float | None = 10.0):
+    def __init__(self, address: str, timeout: float | None = 10.0, tls: TLSFiles | None = None):
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.channel = sync_channel(address, tls, _CHANNEL_OPTIONS)
         self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
 
     def close(self) -> None:
@@ -159,10 +160,10 @@ class Client:
 class AsyncClient:
     """asyncio client with the same calls as ``Client`` (awaitable)."""
 
-    def __init__(self, address: str, timeout: float | None = 10.0):
+    def __init__(self, address: str, timeout: float | None = 10.0, tls: TLSFiles | None = None):
         self.address = address
         self.timeout = timeout
-        self.channel = grpc.aio.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.channel = aio_channel(address, tls, _CHANNEL_OPTIONS)
         self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
 
     async def close(self) -> None:
@@ -194,11 +195,11 @@ class ControlClient:
     the operator commands (``idn apply``, ``idn status``) and the launcher use it.
     """
 
-    def __init__(self, address: str, token: str, timeout: float | None = 30.0):
+    def __init__(self, address: str, token: str, timeout: float | None = 30.0, tls: TLSFiles | None = None):
         self.address = address
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self.channel = grpc.insecure_channel(address, options=_CHANNEL_OPTIONS)
+        self.channel = sync_channel(address, tls, _CHANNEL_OPTIONS)
         self.stub = cpb_grpc.NodeControlStub(self.channel)
 
     def close(self) -> None:

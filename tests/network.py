@@ -74,12 +74,13 @@ class Network:
     """Every node of a topology, each a RunningNode (own loop thread) in this process."""
 
     def __init__(self, topology: Path, catalog: Path, token: str = "secret", state_root: Path | None = None,
-                 **settings):
+                 tls=None, **settings):
         self.topology_path = topology
         self.topology = load_topology(topology)
         self.catalog = load_catalog(catalog)
         self.token = token
         self.state_root = state_root
+        self.tls = tls
         self.settings = settings
         self.nodes: dict[str, RunningNode] = {}
         for nid in self.topology.nodes:
@@ -89,7 +90,7 @@ class Network:
         return NodeConfig(listen=self.topology.node(nid).address, node_id=nid, catalog=self.catalog,
                           topology=self.topology, control_token=self.token, emulate=True, plan=plan,
                           state_dir=(self.state_root / nid) if self.state_root else None,
-                          settings=NodeSettings(**self.settings))
+                          settings=NodeSettings(**self.settings), tls=self.tls)
 
     def start(self, nid: str) -> RunningNode:
         self.nodes[nid] = RunningNode(self.config(nid))

@@ -21,6 +21,7 @@ from idn.config import ConfigError
 from idn.demand import load_demand
 from idn.loadgen import (LoadOptions, LoadReport, answer_output, load_samples, plan_load, run_load,
                          scale_demand, slo_parameters, top_class)
+from idn.tls import TLSFiles
 from idn.topology import load_topology
 
 # Wide tables when piped (rich would assume 80 columns); a terminal keeps its own width.
@@ -59,9 +60,16 @@ def infer(
     min_accuracy: Annotated[Optional[float], typer.Option(help="request SLO: accuracy floor")] = None,
     timeout: Annotated[float, typer.Option(help="gRPC deadline, seconds")] = 10.0,
     catalog: CatalogOpt = None,
+    tls_ca: Annotated[Optional[Path], typer.Option(help="PEM CA to verify a TLS node with")] = None,
+    tls_cert: Annotated[Optional[Path], typer.Option(help="PEM client certificate (for mutual TLS)")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert")] = None,
 ) -> None:
     """Send one request; print the answer, the true label when known, and who served it."""
     cat = _catalog(catalog)
+    try:
+        tls = TLSFiles.load(tls_cert, tls_key, tls_ca)
+    except ConfigError as e:
+        raise fail(str(e)) from None
     task_name = task if task in cat.tasks else cat.variants[task].task if task in cat.variants else None
     if task_name is None:
         raise fail(f"--task {task!r}: not a task or variant of the catalog (tasks: {', '.join(cat.tasks)})")
@@ -92,7 +100,7 @@ def infer(
         where = f"held-out sample {sample} of {task_name}"
     output = answer_output(t)
     try:
-        with Client(to, timeout=timeout) as c:
+        with Client(to, timeout=timeout, tls=tls) as c:
             res = c.infer(task, {name: x}, [output], parameters=slo_parameters(max_latency_ms, min_accuracy))
     except grpc.RpcError as e:
         raise fail(f"{to}: {e.code().name}: {e.details()}") from None

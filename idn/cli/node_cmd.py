@@ -15,6 +15,7 @@ from idn.config import ConfigError
 from idn.node.server import NodeConfig, NodeServer
 from idn.node.settings import NodeSettings
 from idn.plan import check_plan_against, load_plan
+from idn.tls import TLSFiles
 from idn.topology import load_topology
 
 
@@ -45,6 +46,10 @@ def node(
                                                          help="token control calls must carry")] = None,
     emulate: Annotated[bool, typer.Option(help="EMULATION on one machine: sleep each link's one-way delay on "
                                           "forwards and stretch compute by the node's slowdown")] = False,
+    tls_cert: Annotated[Optional[Path], typer.Option(help="PEM certificate: serve (and forward) over TLS")] = None,
+    tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert")] = None,
+    tls_ca: Annotated[Optional[Path], typer.Option(help="PEM CA: require client certificates it signed "
+                                                  "(mutual TLS) and trust peers it signed")] = None,
     listen: Annotated[Optional[str], typer.Option(help="HOST:PORT to serve on (default: the topology's address, "
                                                   "else 127.0.0.1:8001; port 0 picks a free one)")] = None,
     model: Annotated[Optional[list[str]], typer.Option(help="NAME=PATH.onnx to serve (repeatable)")] = None,
@@ -80,6 +85,10 @@ def node(
                 raise typer.BadParameter("a plan needs --topology and --id", param_hint="--plan")
             the_plan = load_plan(plan)
             check_plan_against(the_plan, set(topo.nodes), set(cat.variants), str(plan))
+        tls = TLSFiles.load(tls_cert, tls_key, tls_ca)
+        if tls is not None and tls.cert is None:
+            raise ConfigError(None, "--tls-ca", "a node serving TLS needs its own certificate",
+                              "add --tls-cert and --tls-key")
     except ConfigError as e:
         raise typer.BadParameter(str(e)) from None
     if cat is not None:
@@ -95,5 +104,6 @@ def node(
         grace_s=grace)
     config = NodeConfig(listen=listen or "127.0.0.1:8001", node_id=node_id, models=models, catalog=cat,
                         variants=list(variant or []), settings=settings, topology=topo, plan=the_plan,
-                        state_dir=state_dir, control_token=control_token, emulate=emulate)
+                        state_dir=state_dir, control_token=control_token, emulate=emulate,
+                        tls=tls)
     asyncio.run(NodeServer(config).serve_forever())

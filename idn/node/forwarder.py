@@ -21,6 +21,7 @@ from idn.node.errors import DataPlaneError, Status
 from idn.node.pacing import Pacer
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
+from idn.tls import TLSFiles, aio_channel
 from idn.topology import Topology
 
 # gRPC codes that mean "the next hop could not answer": the data plane may fall back.
@@ -33,10 +34,11 @@ class HopFailed(DataPlaneError):
 
 class Forwarder:
     def __init__(self, node_id: str, topology: Topology, emulate_links: bool, default_timeout_s: float,
-                 max_message_bytes: int):
+                 max_message_bytes: int, tls: TLSFiles | None = None):
         self.node_id = node_id
         self.topology = topology
         self.emulate_links = emulate_links
+        self.tls = tls  # the node's own certificate doubles as its client certificate (mTLS)
         self.default_timeout_s = default_timeout_s
         self._options = [("grpc.max_receive_message_length", max_message_bytes),
                          ("grpc.max_send_message_length", max_message_bytes)]
@@ -46,7 +48,7 @@ class Forwarder:
     def stub(self, node: str) -> pb_grpc.GRPCInferenceServiceStub:
         entry = self._stubs.get(node)
         if entry is None:
-            ch = grpc.aio.insecure_channel(self.topology.node(node).address, options=self._options)
+            ch = aio_channel(self.topology.node(node).address, self.tls, self._options)
             entry = self._stubs[node] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
         return entry[1]
 

@@ -32,6 +32,7 @@ from idn.plan import Plan
 from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc
 from idn.protos import grpc_service_pb2 as pb
+from idn.tls import TLSFiles
 from idn.topology import Node, Topology
 
 log = logging.getLogger("idn.node")
@@ -53,6 +54,7 @@ class NodeConfig:
     state_dir: Path | None = None  # where the last applied plan is persisted
     control_token: str | None = None
     emulate: bool = False  # emulation on one machine: link delays and the node's compute slowdown
+    tls: TLSFiles | None = None  # serve over TLS (mutual when it has a CA); forwards use the same files
 
     @property
     def node(self) -> Node | None:
@@ -80,7 +82,7 @@ class NodeServer:
         forwarder = None
         if config.topology is not None:
             forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,
-                                  s.max_message_bytes)
+                                  s.max_message_bytes, tls=config.tls)
         self.dataplane = DataPlane(
             self.repository, s, self.executor, node_id=config.node_id,
             router=RoutingTable(config.node_id, config.topology, config.catalog), forwarder=forwarder,
@@ -108,7 +110,10 @@ class NodeServer:
         reflection.enable_server_reflection(
             (INFERENCE_SERVICE, CONTROL_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
              reflection.SERVICE_NAME), self.server)
-        self.port = self.server.add_insecure_port(self.config.listen)
+        if self.config.tls is not None:
+            self.port = self.server.add_secure_port(self.config.listen, self.config.tls.server_credentials())
+        else:
+            self.port = self.server.add_insecure_port(self.config.listen)
         if self.port == 0:
             raise OSError(f"cannot listen on {self.config.listen}")
         if not self.dataplane.node_id:  # a standalone node is known by its address
