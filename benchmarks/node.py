@@ -57,8 +57,9 @@ asyncio.run(main(int(sys.argv[1])))
 """
 
 
-CONFIGS = {"echo": [], "node": [], "node_batch": ["--max-batch", "MAXB"]}
-LABELS = {"echo": "grpc.aio echo", "node": "idn node", "node_batch": "idn node, batching"}
+CONFIGS = {"echo": [], "node": [], "node_batch": ["--max-batch", "MAXB"], "node_metrics": ["--metrics-port", "0"]}
+LABELS = {"echo": "grpc.aio echo", "node": "idn node", "node_batch": "idn node, batching",
+          "node_metrics": "idn node, /metrics on"}
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@ same image as ``idn node --topology /etc/idn/topology.yaml --id <node>``; the
 topology travels in a ConfigMap whose addresses are rewritten to the nodes' Service
 names, so forwarding uses cluster DNS; tiers are pinned with a node selector on the
 ``idn.io/tier`` label (label your Kubernetes nodes ``edge``, ``regional``, ``cloud``);
-readiness and liveness use the gRPC health service; the control token comes from a
+readiness and liveness use the gRPC health service; Prometheus metrics on :8002; the control token comes from a
 Secret; the persisted plan lives in an ``emptyDir`` (use a volume claim to keep it
 across pod moves). Emulation is never switched on: a cluster has real links.
 Pure: returns plain dicts; the CLI writes them as YAML.
@@ -22,6 +22,7 @@ from idn.config import read_document
 from idn.topology import Topology, parse_topology
 
 PORT = 8001
+METRICS_PORT = 8002
 CONFIG_PATH = "/etc/idn"
 STATE_PATH = "/var/lib/idn"
 BASE_MEMORY_MB = 256  # the Python process, gRPC and ONNX Runtime before any model
@@ -62,8 +63,8 @@ def render(topology_path: str | Path, image: str, namespace: str = "idn",
         container = {
             "name": "node", "image": image,
             "args": ["node", "--topology", f"{CONFIG_PATH}/topology.yaml", "--id", node.id, "--catalog", catalog,
-                     "--listen", f"0.0.0.0:{PORT}", "--state-dir", STATE_PATH],
-            "ports": [{"name": "grpc", "containerPort": PORT}],
+                     "--listen", f"0.0.0.0:{PORT}", "--state-dir", STATE_PATH, "--metrics-port", str(METRICS_PORT)],
+            "ports": [{"name": "grpc", "containerPort": PORT}, {"name": "metrics", "containerPort": METRICS_PORT}],
             "env": [{"name": "IDN_CONTROL_TOKEN",
                      "valueFrom": {"secretKeyRef": {"name": token_secret, "key": "token"}}}],
             "resources": {"requests": {"cpu": str(node.cores),
@@ -80,7 +81,9 @@ def render(topology_path: str | Path, image: str, namespace: str = "idn",
                 "replicas": 1, "selector": {"matchLabels": {"idn.io/node": name}},
                 "strategy": {"type": "Recreate"},  # one node id = one process
                 "template": {
-                    "metadata": {"labels": labels},
+                    "metadata": {"labels": labels,
+                                 "annotations": {"prometheus.io/scrape": "true",
+                                                 "prometheus.io/port": str(METRICS_PORT)}},
                     "spec": {"nodeSelector": {"idn.io/tier": node.tier},
                              "terminationGracePeriodSeconds": 15,
                              "containers": [container],

@@ -202,3 +202,28 @@ def test_three_plan_changes_under_steady_traffic_lose_no_request(net):
     seen = set(results)
     assert ("edge", "toy-small") in seen and ("regional", "toy-big") in seen and ("edge", "toy-big") in seen
     assert len(results) > 30
+
+
+def test_prometheus_metrics_count_outcomes(tmp_path, catalog_path):
+    import urllib.request
+
+    from idn.node.server import NodeConfig
+    from tests.conftest import RunningNode
+    from idn.catalog import load_catalog
+
+    node = RunningNode(NodeConfig(listen="127.0.0.1:0", catalog=load_catalog(catalog_path),
+                                  variants=["toy-small"], metrics_port=0))
+    try:
+        with Client(node.address) as c:
+            for _ in range(3):
+                c.infer("toy-small", X)
+            with pytest.raises(grpc.RpcError):
+                c.infer("toy-small", {"input": np.ones((1, 5), np.float32)})
+        port = node.server.metrics_port
+        text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        assert 'idn_requests_total{model="toy-small",outcome="local"} 3.0' in text
+        assert 'idn_requests_total{model="toy-small",outcome="INVALID_ARGUMENT"} 1.0' in text
+        assert 'idn_request_duration_seconds_count{model="toy-small"} 4.0' in text
+        assert "idn_variants_loaded" in text and "idn_plan_version" in text
+    finally:
+        node.stop()

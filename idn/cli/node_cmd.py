@@ -46,6 +46,8 @@ def node(
                                                          help="token control calls must carry")] = None,
     emulate: Annotated[bool, typer.Option(help="EMULATION on one machine: sleep each link's one-way delay on "
                                           "forwards and stretch compute by the node's slowdown")] = False,
+    metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus /metrics over HTTP on this port "
+                                                        "(same host as --listen)")] = None,
     tls_cert: Annotated[Optional[Path], typer.Option(help="PEM certificate: serve (and forward) over TLS")] = None,
     tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert")] = None,
     tls_ca: Annotated[Optional[Path], typer.Option(help="PEM CA: require client certificates it signed "
@@ -105,5 +107,5 @@ def node(
     config = NodeConfig(listen=listen or "127.0.0.1:8001", node_id=node_id, models=models, catalog=cat,
                         variants=list(variant or []), settings=settings, topology=topo, plan=the_plan,
                         state_dir=state_dir, control_token=control_token, emulate=emulate,
-                        tls=tls)
+                        tls=tls, metrics_port=metrics_port)
     asyncio.run(NodeServer(config).serve_forever())

@@ -21,6 +21,7 @@ import numpy as np
 from idn import __version__
 from idn.node.errors import DataPlaneError, InvalidInput, ModelNotFound, Status
 from idn.node.forwarder import Forwarder, HopFailed, response_facts
+from idn.node.metrics import NodeMetrics
 from idn.node.pacing import Pacer
 from idn.node.repository import ModelRepository, ModelState
 from idn.node.runtime import PLATFORM, VariantRuntime
@@ -119,6 +120,7 @@ class DataPlane:
         self.slowdown = slowdown  # emulation: local compute takes this many times longer
         self.pacer = Pacer()
         self.stats = StatsBook()
+        self.metrics: NodeMetrics | None = None
         self.accepting = True
 
     # -- health and metadata ------------------------------------------------------------------
@@ -163,52 +165,58 @@ class DataPlane:
     # -- inference ----------------------------------------------------------------------------
 
     async def infer(self, request: InferenceRequest) -> InferenceResponse | Forwarded:
+        """Resolve, serve here or forward, and count the outcome (stats at the ingress, metrics always)."""
         t0 = time.perf_counter()
         params = request.parameters
-        from_peer = "idn.via" in params
-        max_lat = _float_param(params, "idn.max_latency_ms")
-        min_acc = _float_param(params, "idn.min_accuracy")
+        max_lat = min_acc = None
         try:
-            decision = self.router.resolve(request.model_name, self.repository.loaded, params.get("idn.target"),
-                                           max_lat, min_acc)
+            max_lat = _float_param(params, "idn.max_latency_ms")
+            min_acc = _float_param(params, "idn.min_accuracy")
+            result, degraded = await self._serve(request, max_lat, min_acc, t0)
+        except DataPlaneError as e:
+            self._record(request, max_lat, min_acc, t0, e.status.value)
+            raise
+        if isinstance(result, Forwarded):
+            self._record(request, max_lat, min_acc, t0, "forwarded", "/".join(response_facts(result.wire)))
+        else:
+            self._record(request, max_lat, min_acc, t0, "degraded" if degraded else "local",
+                         f"{self.node_id}/{result.model_name}")
+        return result
+
+    async def _serve(self, request: InferenceRequest, max_lat: float | None, min_acc: float | None,
+                     t0: float) -> tuple[InferenceResponse | Forwarded, bool]:
+        try:
+            decision = self.router.resolve(request.model_name, self.repository.loaded,
+                                           request.parameters.get("idn.target"), max_lat, min_acc)
         except ValueError as e:
             raise InvalidInput(str(e)) from None
-        served_by, degraded = None, False
         try:
             if decision.action is Action.FORWARD:
-                result = await self._forward(request, decision)
-            else:
-                variant = decision.variant or request.model_name
-                if decision.action is Action.BEST_LOCAL:
-                    variant = await self._best_local(request.model_name)
-                result = await self._local(request, variant, t0, decision.slo_met)
+                return await self._forward(request, decision), False
+            variant = decision.variant or request.model_name
+            if decision.action is Action.BEST_LOCAL:
+                variant = await self._best_local(request.model_name)
+            return await self._local(request, variant, t0, decision.slo_met), False
         except HopFailed as e:
             fallback = self.router.best_local_variant(self.router.task_of(request.model_name) or "",
                                                       self.repository.loaded)
             if fallback is None:
-                if not from_peer:
-                    self._record(request, max_lat, min_acc, t0, False)
                 raise
             log.warning("%s; serving %s locally (degraded)", e, fallback)
-            result = await self._local(request, fallback, t0, decision.slo_met, degraded=True)
-            degraded = True
-        except DataPlaneError:
-            if not from_peer:
-                self._record(request, max_lat, min_acc, t0, False)
-            raise
-        if not from_peer:
-            if isinstance(result, Forwarded):
-                served_by = "/".join(response_facts(result.wire))
-            else:
-                served_by = f"{self.node_id}/{result.model_name}"
-            self._record(request, max_lat, min_acc, t0, True, served_by, degraded)
-        return result
+            return await self._local(request, fallback, t0, decision.slo_met, degraded=True), True
 
     def _record(self, request: InferenceRequest, max_lat: float | None, min_acc: float | None, t0: float,
-                ok: bool, served_by: str | None = None, degraded: bool = False) -> None:
+                outcome: str, served_by: str | None = None) -> None:
+        """outcome: local, forwarded, degraded, or an error's status name."""
+        seconds = time.perf_counter() - t0
+        if self.metrics is not None:
+            self.metrics.observe(request.model_name, outcome, seconds)
+        if "idn.via" in request.parameters:
+            return  # only the ingress counts a request class
+        ok = outcome in ("local", "forwarded", "degraded")
         task = self.router.task_of(request.model_name) or request.model_name
-        self.stats.record(self.node_id, task, max_lat, min_acc, (time.perf_counter() - t0) * 1e3, ok,
-                          served_by, degraded)
+        self.stats.record(self.node_id, task, max_lat, min_acc, seconds * 1e3, ok, served_by,
+                          outcome == "degraded")
 
     async def _forward(self, request: InferenceRequest, decision: Decision) -> Forwarded:
         if self.forwarder is None or decision.next_hop is None or request.wire is None:

@@ -24,6 +24,7 @@ from idn.node.control import ControlServicer
 from idn.node.dataplane import DataPlane
 from idn.node.deployment import Deployment
 from idn.node.forwarder import Forwarder
+from idn.node.metrics import NodeMetrics
 from idn.node.grpc_service import InferenceServicer, add_servicer
 from idn.node.repository import ModelRepository
 from idn.node.routing import RoutingTable
@@ -55,6 +56,7 @@ class NodeConfig:
     control_token: str | None = None
     emulate: bool = False  # emulation on one machine: link delays and the node's compute slowdown
     tls: TLSFiles | None = None  # serve over TLS (mutual when it has a CA); forwards use the same files
+    metrics_port: int | None = None  # Prometheus /metrics over HTTP (0 = a free port; None = off)
 
     @property
     def node(self) -> Node | None:
@@ -92,6 +94,7 @@ class NodeServer:
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
         self.server: grpc.aio.Server | None = None
         self.port: int = 0
+        self.metrics_port: int | None = None
         self._stopped = asyncio.Event()
 
     @property
@@ -118,6 +121,12 @@ class NodeServer:
             raise OSError(f"cannot listen on {self.config.listen}")
         if not self.dataplane.node_id:  # a standalone node is known by its address
             self.dataplane.node_id = self.address
+        if self.config.metrics_port is not None:
+            m = NodeMetrics(self.dataplane.node_id)
+            m.plan_version.set_function(lambda: self.deployment.version)
+            m.loaded.set_function(lambda: len(self.repository.loaded))
+            self.metrics_port = m.serve(self.config.metrics_port, self.config.listen.rsplit(":", 1)[0])
+            self.dataplane.metrics = m
         await self._set_health(False)
         await self.server.start()
         await self.repository.load_all([*self.config.models, *self.config.variants])
@@ -125,8 +134,9 @@ class NodeServer:
         if restored is None and self.config.plan is not None:
             await self.deployment.apply(self.config.plan, check_version=False)
         await self._set_health(self.dataplane.ready())
-        log.info("idn node %s listening on %s serving %s (plan v%d)", self.dataplane.node_id, self.address,
-                 sorted(self.repository.loaded) or "no variants", self.deployment.version)
+        log.info("idn node %s listening on %s serving %s (plan v%d)%s", self.dataplane.node_id, self.address,
+                 sorted(self.repository.loaded) or "no variants", self.deployment.version,
+                 f", metrics on :{self.metrics_port}/metrics" if self.metrics_port else "")
 
     async def _set_health(self, serving: bool) -> None:
         st = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -144,6 +154,8 @@ class NodeServer:
         await self.server.stop(self.config.settings.grace_s if grace is None else grace)
         if self.dataplane.forwarder is not None:
             await self.dataplane.forwarder.close()
+        if self.dataplane.metrics is not None:
+            self.dataplane.metrics.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._stopped.set()
 
