@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-import grpc
 import numpy as np
 
 from idn.node.grpc_service import param_value, set_param

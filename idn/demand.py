@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from idn.catalog import Catalog
-from idn.config import ConfigError, Fields, read_document
+from idn.config import Fields, read_document
 from idn.topology import Topology
 
 _CLASS_KEYS = {"id", "ingress", "task", "rate", "max_latency_ms", "min_accuracy"}

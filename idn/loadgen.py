@@ -21,7 +21,6 @@ import asyncio
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import grpc

@@ -9,7 +9,6 @@ from idn.catalog import parse_catalog
 from idn.demand import parse_demand
 from idn.placement import InfeasibleProblem, PlacementOptions, SolverOptions, build_problem, solve
 from idn.placement.baselines import greedy, lp_round, repository_only, smallest
-from idn.placement.evaluate import evaluate
 from idn.placement.ilp import solve_ilp
 from idn.placement.problem import non_dominated
 from idn.placement.routing import route
