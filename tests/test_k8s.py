@@ -44,9 +44,11 @@ def test_names_are_dns_labels():
 
 def test_cli_writes_multi_document_yaml(tmp_path):
     out = tmp_path / "idn.yaml"
-    proc = subprocess.run([sys.executable, "-m", "idn.cli", "k8s", str(DEMO), "--image", "idn:test", "-o", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "idn.cli", "k8s", str(DEMO), "--image", "idn:test", "-o", str(out),
+                           "--topology-out", str(tmp_path / "cluster.yaml")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+    assert load_topology(tmp_path / "cluster.yaml").node("cloud").address.startswith("idn-cloud.idn.svc")
     docs = list(yaml.safe_load_all(out.read_text()))
     assert len(docs) == 1 + 2 * len(load_topology(DEMO).nodes)
     bad = subprocess.run([sys.executable, "-m", "idn.cli", "k8s", str(tmp_path / "none.yaml"), "--image", "x"],

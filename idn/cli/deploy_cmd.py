@@ -21,6 +21,8 @@ def k8s(
     catalog: Annotated[str, typer.Option(help="catalog path inside the image")] = "/opt/idn/models/catalog.yaml",
     token_secret: Annotated[str, typer.Option(help="Secret whose `token` key is the control token")] = "idn-control",
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write here (default: stdout)")] = None,
+    topology_out: Annotated[Optional[Path], typer.Option(help="also write the topology with in-cluster "
+                                                         "addresses (for idn solve / idn apply)")] = None,
 ) -> None:
     """Render one Deployment + Service per node, and the topology as a ConfigMap."""
     try:
@@ -28,6 +30,8 @@ def k8s(
     except ConfigError as e:
         raise typer.BadParameter(str(e), param_hint="TOPOLOGY") from None
     text = yaml.safe_dump_all(objects, sort_keys=False)
+    if topology_out is not None:
+        topology_out.write_text(objects[0]["data"]["topology.yaml"])
     if output is None:
         typer.echo(text, nl=False)
     else:
