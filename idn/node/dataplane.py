@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,12 +107,10 @@ class DataPlane:
     against one table from start to end, and the swap is a single assignment.
     """
 
-    def __init__(self, repository: ModelRepository, settings: NodeSettings, executor: Executor | None,
-                 node_id: str = "", router: RoutingTable | None = None, forwarder: Forwarder | None = None,
+    def __init__(self, repository: ModelRepository, settings: NodeSettings, node_id: str = "", router: RoutingTable | None = None, forwarder: Forwarder | None = None,
                  slowdown: float = 1.0):
         self.repository = repository
         self.settings = settings
-        self.executor = executor
         self.node_id = node_id
         self.router = router or RoutingTable(node_id, None, repository.catalog)
         self.forwarder = forwarder

@@ -86,7 +86,7 @@ class NodeServer:
             forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,
                                   s.max_message_bytes, tls=config.tls)
         self.dataplane = DataPlane(
-            self.repository, s, self.executor, node_id=config.node_id,
+            self.repository, s, node_id=config.node_id,
             router=RoutingTable(config.node_id, config.topology, config.catalog), forwarder=forwarder,
             slowdown=node.slowdown if (node is not None and config.emulate) else 1.0)
         self.deployment = Deployment(config.node_id, config.topology, config.catalog, self.dataplane,
