@@ -165,3 +165,49 @@ def test_greedy_reports_infeasible_when_no_split_fits():
     assert solve_ilp(p).facts.status == "infeasible"
     sol = greedy(p)
     assert sol.facts.status == "infeasible" and "compute caps cannot carry" in sol.facts.options["solver_message"]
+
+
+@pytest.mark.parametrize("seed, shape, rate, acc", [
+    (0, (2, 3, 1, 5, 12), (60.0, 200.0), (None, 0.7, 0.8)),
+    (2, (1, 3, 1, 4, 8), (40.0, 120.0), (None,)),
+])
+def test_lp_guided_completion_finds_plans_the_fill_misses(monkeypatch, seed, shape, rate, acc):
+    """Compute-tight instances where the heuristics' own placements cannot carry the demand and
+    the compute-aware fill (class by class, path order) leaves some demand short, although
+    feasible plans exist: the routing LP widened to every pair that still fits says which
+    pairs to add, and the plan routed over them is feasible and never below the ILP bound."""
+    from idn.placement import baselines
+    from idn.placement.routing import complete, repair, repair_compute
+
+    topo, cat, dem = tree_instance(*shape, seed=seed, rate=rate, slo_accuracy=acc)
+    p = build_problem(topo, cat, dem, PlacementOptions(alpha=500.0, rho=0.8))
+    opt = solve_ilp(p)
+    assert opt.facts.status == "optimal"
+    own: dict[str, np.ndarray] = {}
+    finish = baselines._finish
+    monkeypatch.setattr(baselines, "_finish", lambda problem, name, placed, *a, **k: (
+        own.setdefault(name, placed.copy()), finish(problem, name, placed, *a, **k))[1])
+    old_failed = 0
+    for h in (greedy, smallest):
+        sol = h(p)
+        assert sol.facts.status == "heuristic", (h.__name__, sol.facts)
+        _, ev = score(p, sol, topo, cat, dem)
+        assert ev.feasible, (h.__name__, ev.violations)
+        assert ev.objective >= opt.facts.bound * (1 - 1e-6)
+        placed = repair(p, own[h.__name__].copy())
+        if route(p, placed)[0] is None and repair_compute(p, own[h.__name__])[1] is None:
+            old_failed += 1  # what these methods reported before: infeasible
+            placed2, shares, why = complete(p, placed)
+            assert shares is not None and why == "ok"
+            assert np.all(placed2 >= placed)  # completion only adds placements
+            used = np.bincount(p.pair_node[placed2], weights=p.pair_size[placed2], minlength=len(p.node_ids))
+            assert np.all(used <= p.mem + 1e-9)
+    assert old_failed >= 1
+
+
+def test_completion_says_when_even_every_fitting_pair_is_not_enough():
+    topo, cat, dem = three_node(rate=5000.0, cloud_cores=1)
+    p = build_problem(topo, cat, dem, PlacementOptions(alpha=100.0))
+    from idn.placement.routing import complete
+    placed, shares, why = complete(p, np.zeros(p.n_pairs, dtype=bool))
+    assert shares is None and "even with every pair" in why

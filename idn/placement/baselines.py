@@ -17,8 +17,12 @@
 Every heuristic repairs classes its rule left without a placed target (cheapest triple
 that still fits) before routing. When the compute caps cannot carry the demand on those
 placements, the compute-aware repair (``routing.repair_compute``) spreads the overflow
-over the capacity left along each path, placing variants where memory and budget allow;
-only when demand still fits nowhere is the result reported ``infeasible``, with the reason.
+over the capacity left along each path, placing variants where memory and budget allow.
+When that fill leaves demand short, the LP-guided completion (``routing.complete``)
+widens the routing LP to every pair that still fits, places the pairs it uses and routes
+exactly over them (retrying once from the method's placements that the unconstrained
+routing LP uses, when the method's placements spent the memory or budget a plan needs);
+only when that fails too is the result reported ``infeasible``, with both reasons.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from idn.placement.aggregate import aggregate_classes
 from idn.placement.ilp import SolverOptions, build_model, run_model, values
 from idn.placement.ledger import Ledger
 from idn.placement.problem import Problem
-from idn.placement.routing import repair, repair_compute, route
+from idn.placement.routing import complete, repair, repair_compute, route
 from idn.placement.solution import Solution, from_arrays
 from idn.plan import SolverFacts
 from idn.topology import Topology
@@ -49,11 +53,26 @@ def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: So
     if shares is None:
         # the caps cannot carry the demand on these placements: repair with compute in mind,
         # starting again from the method's own placements
-        placed, fill, why = repair_compute(problem, own)
+        filled, fill, why = repair_compute(problem, own)
         if fill is not None:
+            placed = filled
             shares, why = route(problem, placed, opts)
             if shares is None:  # numerically refused by the LP: the fill itself is feasible
                 shares, why = fill, "compute-aware fill"
+        else:
+            # the fill leaves demand short: let the routing LP, widened to every pair that
+            # still fits, say which placements to add (routing.complete)
+            start = placed
+            placed, shares, why_lp = complete(problem, start, opts)
+            if shares is None:
+                # the method's placements use up memory or budget that a feasible plan needs:
+                # keep only those the routing LP over every pair (placed or not) uses, and
+                # complete again from there
+                keep = start & _used_by_unconstrained_routing(problem, opts)
+                if (keep != start).any():
+                    placed, shares, why_lp = complete(problem, keep, opts)
+            if shares is None:
+                why = f"{why}; LP-guided completion: {why_lp}"
     elapsed = time.perf_counter() - t0
     base_opts = {**problem.options.as_dict(), "solver": name}
     if shares is None:
@@ -66,6 +85,15 @@ def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: So
         sol = from_arrays(problem, name, shares, facts)
     sol.solve_s = elapsed
     return sol
+
+
+def _used_by_unconstrained_routing(problem: Problem, opts: SolverOptions) -> np.ndarray:
+    """Pairs the routing LP uses when every candidate pair is placed (memory and budget ignored)."""
+    shares, _ = route(problem, np.ones(problem.n_pairs, dtype=bool), opts)
+    if shares is None:
+        return np.zeros(problem.n_pairs, dtype=bool)
+    flow = np.bincount(problem.tri_pair, weights=shares, minlength=problem.n_pairs)
+    return flow > 1e-9
 
 
 def repository_only(problem: Problem, topology: Topology, catalog: Catalog) -> Solution:

@@ -15,6 +15,10 @@ is hit and sending the overflow on to the next target (already placed targets fi
 then new placements where memory and budget allow; the repository is just the last,
 usually dearest, node of the path and gets only what its own cap allows). When some
 demand fits nowhere it says so instead of returning a plan that breaks a cap.
+
+``complete`` is the LP-guided completion used when that fill still leaves demand short:
+the routing LP widened to every pair that still fits memory and budget says which pairs
+to add; they are placed while the ledger allows and the plan is routed exactly over them.
 """
 
 from __future__ import annotations
@@ -185,3 +189,51 @@ def _fill(problem: Problem, placed: np.ndarray, light: bool) -> tuple[np.ndarray
         return placed, None, (f"compute caps cannot carry the demand: {len(short)} class(es) (e.g. {c.id!r}, "
                               f"{remaining[short[0]]:.1%} of it) find no compute left on any usable target"), len(short)
     return placed, shares, "ok", 0
+
+
+def complete(problem: Problem, placed: np.ndarray, opts: SolverOptions = SolverOptions(),
+             rounds: int = 4) -> tuple[np.ndarray, np.ndarray | None, str]:
+    """LP-guided completion: (placements, optimal shares over them, "ok") or (placements, None, reason).
+
+    Used when the compute caps cannot carry the demand on a heuristic's placements. Each
+    round widens the routing LP to the placed pairs plus every unplaced pair that still
+    fits memory and budget on its own (the "widened" LP: exact routing as if all of them
+    were placed), then places the unplaced pairs that LP uses, by decreasing request
+    flow, while memory and budget allow, and routes exactly over what is placed. When
+    the widened pairs do not all fit together, the next round widens again from the new
+    placements (at most ``rounds`` rounds; each one that goes on places at least one pair).
+
+    Nothing is claimed that is not checked: the shares returned are the routing LP's over
+    placed pairs that the ``Ledger`` admitted, so every cap, memory and budget row holds.
+    When even the widened LP is infeasible, no plan that keeps these placements exists
+    (placing more only removes memory): the reason says so.
+    """
+    placed = placed.copy()
+    why = "compute caps cannot carry the demand with these placements"
+    for _ in range(max(1, rounds)):
+        ledger = Ledger(problem, placed)
+        node, size = problem.pair_node, problem.pair_size
+        fits = ledger.used[node] + size <= problem.mem[node] + 1e-9
+        if ledger.budget is not None:
+            fits &= ledger.spent + problem.pair_cost <= ledger.budget + 1e-9
+        wide = placed | fits
+        if not (wide & ~placed).any():
+            return placed, None, why
+        shares, why_wide = route(problem, wide, opts)
+        if shares is None:
+            return placed, None, (why_wide + " (even with every pair that still fits memory and budget placed)")
+        flow = np.bincount(problem.tri_pair, weights=shares * problem.rate[problem.tri_class], minlength=problem.n_pairs)
+        new = np.nonzero(~placed & (flow > 1e-9))[0]
+        added = 0
+        for p in new[np.argsort(-flow[new], kind="stable")].tolist():
+            if ledger.place_if_fits(p):
+                placed[p] = True
+                added += 1
+        if added == len(new):  # the widened LP's split uses placed pairs only: optimal over them
+            return placed, shares, "ok"
+        shares, why = route(problem, placed, opts)
+        if shares is not None:
+            return placed, shares, "ok"
+        if added == 0:
+            break
+    return placed, None, why
