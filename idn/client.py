@@ -214,9 +214,12 @@ class ControlClient:
         """``NodeInfo``: id, tier, loaded variants, plan version, readiness."""
         return self.stub.GetNodeInfo(cpb.GetNodeInfoRequest(), metadata=self._metadata, timeout=self.timeout)
 
-    def apply_plan(self, plan_json: str) -> cpb.ApplyPlanResponse:
-        """``ApplyPlanResponse`` (loaded / unloaded / kept); FAILED_PRECONDITION for a stale version."""
-        return self.stub.ApplyPlan(cpb.ApplyPlanRequest(plan_json=plan_json), metadata=self._metadata,
+    def apply_plan(self, plan_json: str, phase: int = cpb.ApplyPlanRequest.APPLY) -> cpb.ApplyPlanResponse:
+        """``ApplyPlanResponse`` (loaded / unloaded / kept); FAILED_PRECONDITION for a stale version.
+
+        ``phase``: APPLY (all at once on this node) or PREPARE / COMMIT / CLEANUP, each of
+        which a network change runs on every node before the next (``launcher.push_plan``)."""
+        return self.stub.ApplyPlan(cpb.ApplyPlanRequest(plan_json=plan_json, phase=phase), metadata=self._metadata,
                                    timeout=self.timeout)
 
     def stats(self, since: int = 0) -> cpb.Stats:

@@ -36,6 +36,7 @@ import grpc
 
 from idn.client import ControlClient
 from idn.plan import Plan, plan_to_dict
+from idn.protos import control_pb2 as cpb
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 from idn.topology import Topology, load_topology
@@ -290,17 +291,24 @@ def push_plan(plan: Plan, topology: Topology, addresses: dict[str, str], token: 
     """Apply ``plan`` to every node, re-versioned to ``version`` or max(node versions) + 1.
 
     Re-versioning makes a freshly solved plan (which always starts at version 1) newer
-    than whatever the nodes run; the caller reports the version it got.
+    than whatever the nodes run; the caller reports the version it got. The change runs
+    in three passes over all nodes — PREPARE (load), COMMIT (switch routing), CLEANUP
+    (unload) — so that no ingress routes by the old plan to a variant already unloaded
+    and no node routes by the new plan to a variant not yet loaded.
     """
+    phase = cpb.ApplyPlanRequest
     clients = {nid: ControlClient(addresses[nid], token) for nid in topology.nodes}
     try:
         if version is None:
             version = max(c.info().plan_version for c in clients.values()) + 1
         doc = json.dumps(plan_to_dict(plan.with_version(version)))
-        results = []
-        for nid in apply_order(topology):
-            r = clients[nid].apply_plan(doc)
-            results.append(NodeApplied(nid, r.version, tuple(r.loaded), tuple(r.unloaded), tuple(r.kept)))
+        order = apply_order(topology)
+        prepared = {nid: clients[nid].apply_plan(doc, phase.PREPARE) for nid in order}
+        for nid in order:
+            clients[nid].apply_plan(doc, phase.COMMIT)
+        cleaned = {nid: clients[nid].apply_plan(doc, phase.CLEANUP) for nid in order}
+        results = [NodeApplied(nid, version, tuple(prepared[nid].loaded), tuple(cleaned[nid].unloaded),
+                               tuple(prepared[nid].kept)) for nid in order]
         return version, results
     finally:
         for c in clients.values():

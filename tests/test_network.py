@@ -39,11 +39,18 @@ def control(net: Network, nid: str, token: str | None = None):
     return ch, cpb_grpc.NodeControlStub(ch), [("authorization", f"Bearer {token or net.token}")]
 
 
-def apply(net: Network, plan, nodes=None) -> None:
+def apply(net: Network, plan, nodes=None, phase=cpb.ApplyPlanRequest.APPLY) -> None:
     for nid in nodes or net.topology.nodes:
         ch, stub, md = control(net, nid)
-        stub.ApplyPlan(cpb.ApplyPlanRequest(plan_json=json.dumps(plan_to_dict(plan))), metadata=md, timeout=30)
+        stub.ApplyPlan(cpb.ApplyPlanRequest(plan_json=json.dumps(plan_to_dict(plan)), phase=phase),
+                       metadata=md, timeout=30)
         ch.close()
+
+
+def apply_phased(net: Network, plan) -> None:
+    """What idn apply does: every node loads, then every node switches, then every node unloads."""
+    for phase in (cpb.ApplyPlanRequest.PREPARE, cpb.ApplyPlanRequest.COMMIT, cpb.ApplyPlanRequest.CLEANUP):
+        apply(net, plan, phase=phase)
 
 
 def test_requests_are_served_where_the_plan_says(net):
@@ -114,6 +121,25 @@ def test_dead_parent_unavailable_or_degraded_and_node_keeps_serving(net):
         assert c.ready()
 
 
+def test_phases_load_then_switch_then_unload(net):
+    old = make_plan(1, {"edge": ["toy-small"]}, [("edge", "toy-small", 1.0)])
+    new = make_plan(2, {"edge": ["toy-big"]}, [("edge", "toy-big", 1.0)])
+    apply(net, old)
+    edge = net.nodes["edge"].server
+    apply(net, new, nodes=["edge"], phase=cpb.ApplyPlanRequest.PREPARE)
+    assert set(edge.repository.loaded) == {"toy-small", "toy-big"} and edge.deployment.version == 1
+    with Client(net.address("edge")) as c:
+        assert c.infer("toy", X).variant == "toy-small"  # still routed by the old plan
+        apply(net, new, nodes=["edge"], phase=cpb.ApplyPlanRequest.COMMIT)
+        assert c.infer("toy", X).variant == "toy-big" and edge.deployment.version == 2
+        assert "toy-small" in edge.repository.loaded  # not yet unloaded
+        apply(net, new, nodes=["edge"], phase=cpb.ApplyPlanRequest.CLEANUP)
+        assert set(edge.repository.loaded) == {"toy-big"}
+    with pytest.raises(grpc.RpcError) as e:  # CLEANUP of a plan that is not the committed one
+        apply(net, old, nodes=["edge"], phase=cpb.ApplyPlanRequest.CLEANUP)
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "COMMIT" in e.value.details()
+
+
 def test_control_plane_needs_the_token_and_refuses_stale_plans(net):
     ch, stub, _ = control(net, "edge")
     with pytest.raises(grpc.RpcError) as e:
@@ -165,7 +191,8 @@ def test_plan_persists_across_restart(net):
     ch.close()
 
 
-def test_three_plan_changes_under_steady_traffic_lose_no_request(net):
+@pytest.mark.parametrize("phased", [True, False], ids=["phased", "one-call-per-node"])
+def test_three_plan_changes_under_steady_traffic_lose_no_request(net, phased):
     plans = [
         make_plan(1, {"edge": ["toy-small"], "cloud": ["toy-big"]}, [("edge", "toy-small", 1.0)]),
         make_plan(2, {"regional": ["toy-big"]}, [("regional", "toy-big", 1.0)]),
@@ -191,7 +218,7 @@ def test_three_plan_changes_under_steady_traffic_lose_no_request(net):
     try:
         for p in plans:
             time.sleep(0.3)
-            apply(net, p)
+            (apply_phased if phased else apply)(net, p)
         time.sleep(0.3)
     finally:
         stop.set()
@@ -201,6 +228,9 @@ def test_three_plan_changes_under_steady_traffic_lose_no_request(net):
     seen = set(results)
     assert ("edge", "toy-small") in seen and ("regional", "toy-big") in seen and ("edge", "toy-big") in seen
     assert len(results) > 30
+    on_demand = sum(n.server.dataplane.on_demand_loads for n in net.nodes.values())
+    if phased:
+        assert on_demand == 0  # every target was loaded before anyone routed to it
 
 
 def test_prometheus_metrics_count_outcomes(tmp_path, catalog_path):

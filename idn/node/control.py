@@ -12,7 +12,7 @@ import logging
 
 import grpc
 
-from idn.node.deployment import Deployment
+from idn.node.deployment import Deployment, Phase
 from idn.node.errors import DataPlaneError
 from idn.node.stats import BOUNDS_MS
 from idn.protos import control_pb2 as cpb
@@ -53,7 +53,7 @@ class ControlServicer(cpb_grpc.NodeControlServicer):
     async def ApplyPlan(self, request, context):
         await self._authorize(context)
         try:
-            res = await self.deployment.apply(self.deployment.parse(request.plan_json))
+            res = await self.deployment.apply(self.deployment.parse(request.plan_json), phase=Phase(request.phase))
         except DataPlaneError as e:
             await context.abort(getattr(grpc.StatusCode, e.status.value), e.message)
         return cpb.ApplyPlanResponse(version=res.version, loaded=res.loaded, unloaded=res.unloaded, kept=res.kept)

@@ -118,6 +118,7 @@ class DataPlane:
         self.pacer = Pacer()
         self.stats = StatsBook()
         self.metrics: NodeMetrics | None = None
+        self.on_demand_loads = 0  # plan changes that skipped the phases show up here
         self.accepting = True
 
     # -- health and metadata ------------------------------------------------------------------
@@ -241,6 +242,8 @@ class DataPlane:
         if variant not in self.repository.loaded and request.parameters.get("idn.target"):
             # A peer routed here under a plan this node has not (or no longer) loaded for:
             # load it rather than lose the request while plans change.
+            self.on_demand_loads += 1
+            log.warning("loading %s on demand for a request routed by another plan", variant)
             await self.repository.load(variant)
         rt = self.runtime(variant, request.model_version if variant == request.model_name else "")
         feeds, batch = self.decode_inputs(rt, request.inputs)

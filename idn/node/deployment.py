@@ -4,7 +4,12 @@ Order matters so that no request is lost: (1) load every variant the plan puts h
 that is not loaded yet — the old routing table keeps serving meanwhile; (2) persist
 the plan and swap in the new routing table (one assignment: each request resolves
 against exactly one table); (3) unload what the plan no longer needs, each variant
-only after its admitted requests finished. Variants given explicitly at start-up
+only after its admitted requests finished. Across a network the same holds only if
+every node finishes (1) before any node does (2), and every node (2) before any (3):
+otherwise an ingress still on the old plan may route to a variant its target already
+unloaded. So the steps are also exposed one by one (``Phase``) and ``idn apply``
+runs each across all nodes before the next; a node receiving a target it has not
+loaded loads it on demand rather than fail (the safety net when phases are skipped). Variants given explicitly at start-up
 (``--model``/``--variant``) are never unloaded by a plan. A plan whose version is not
 newer than the current one is refused, so a late or replayed push cannot roll a
 node back.
@@ -17,6 +22,7 @@ import json
 import logging
 import os
 from dataclasses import dataclass
+from enum import IntEnum
 from pathlib import Path
 
 from idn.catalog import Catalog
@@ -38,6 +44,15 @@ class ApplyResult:
     loaded: tuple[str, ...]
     unloaded: tuple[str, ...]
     kept: tuple[str, ...]
+
+
+class Phase(IntEnum):
+    """ApplyPlanRequest.Phase: the three steps of a change, or all of them on one node."""
+
+    APPLY = 0
+    PREPARE = 1
+    COMMIT = 2
+    CLEANUP = 3
 
 
 class Deployment:
@@ -73,32 +88,57 @@ class Deployment:
                 raise InvalidInput(str(e)) from None
         return plan
 
-    async def apply(self, plan: Plan, check_version: bool = True) -> ApplyResult:
+    async def apply(self, plan: Plan, check_version: bool = True, phase: Phase = Phase.APPLY) -> ApplyResult:
+        """One phase of a plan change (or all three). See the module docstring for why the order."""
         async with self._lock:
+            if self.topology is None:
+                raise DataPlaneError("this node was started without --topology: it cannot take a plan",
+                                     Status.FAILED_PRECONDITION)
+            if phase is Phase.CLEANUP:
+                if plan.version != self.version:
+                    raise DataPlaneError(f"CLEANUP names plan version {plan.version} but this node routes by "
+                                         f"version {self.version}; COMMIT it first", Status.FAILED_PRECONDITION)
+                return await self._break(plan, ())
             if check_version and plan.version <= self.version:
                 raise DataPlaneError(f"plan version {plan.version} is not newer than this node's "
                                      f"version {self.version}; re-version it (idn apply does)",
                                      Status.FAILED_PRECONDITION)
-            if self.topology is None:
-                raise DataPlaneError("this node was started without --topology: it cannot take a plan",
-                                     Status.FAILED_PRECONDITION)
-            repo = self.dataplane.repository
-            wanted = plan.variants_on(self.node_id)
-            before = set(repo.loaded)
-            for v in wanted:  # make ...
-                if v not in repo.loaded:
-                    await repo.load(v)
-            repo.configured = set(wanted) | self.pinned
-            self._persist(plan)
-            self.dataplane.router = RoutingTable(self.node_id, self.topology, self.catalog, plan)  # ... switch ...
-            stale = [v for v in repo.loaded if v not in wanted and v not in self.pinned]
-            for v in stale:  # ... break, each after its in-flight requests drained
-                await repo.unload(v)
-            res = ApplyResult(plan.version, tuple(sorted(set(wanted) - before)), tuple(sorted(stale)),
-                              tuple(sorted(set(wanted) & before)))
-            log.info("applied plan v%d: loaded %s, unloaded %s, kept %s", plan.version, list(res.loaded),
-                     list(res.unloaded), list(res.kept))
-            return res
+            loaded = await self._make(plan)
+            if phase is Phase.PREPARE:
+                return ApplyResult(plan.version, loaded, (), self._kept(plan, loaded))
+            self._switch(plan)
+            if phase is Phase.COMMIT:
+                return ApplyResult(plan.version, loaded, (), self._kept(plan, loaded))
+            return await self._break(plan, loaded)
+
+    async def _make(self, plan: Plan) -> tuple[str, ...]:
+        """Load what the plan puts here; the current routing table keeps serving meanwhile."""
+        repo = self.dataplane.repository
+        new = [v for v in plan.variants_on(self.node_id) if v not in repo.loaded]
+        for v in new:
+            await repo.load(v)
+        return tuple(sorted(new))
+
+    def _switch(self, plan: Plan) -> None:
+        """Persist, then route by the plan: one assignment, so each request sees one table."""
+        self.dataplane.repository.configured = set(plan.variants_on(self.node_id)) | self.pinned
+        self._persist(plan)
+        self.dataplane.router = RoutingTable(self.node_id, self.topology, self.catalog, plan)
+
+    async def _break(self, plan: Plan, loaded: tuple[str, ...]) -> ApplyResult:
+        """Unload what the plan does not need, each variant after its in-flight requests finished."""
+        repo = self.dataplane.repository
+        wanted = set(plan.variants_on(self.node_id))
+        stale = sorted(v for v in repo.loaded if v not in wanted and v not in self.pinned)
+        for v in stale:
+            await repo.unload(v)
+        res = ApplyResult(plan.version, loaded, tuple(stale), self._kept(plan, loaded))
+        log.info("plan v%d: loaded %s, unloaded %s, kept %s", plan.version, list(res.loaded),
+                 list(res.unloaded), list(res.kept))
+        return res
+
+    def _kept(self, plan: Plan, loaded: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(set(plan.variants_on(self.node_id)) - set(loaded)))
 
     def _persist(self, plan: Plan) -> None:
         if self.state_dir is None:
