@@ -16,6 +16,7 @@ from idn.cli.app import app
 from idn.config import ConfigError
 from idn.launcher import (RUN_ROOT, TOKEN_ENV, LaunchError, RunState, default_state_path, load_state,
                           node_statuses, pid_runs_node, push_plan, start_network, stop_nodes)
+from idn.placement import InfeasibleProblem, PlacementOptions
 from idn.plan import check_plan_against, load_plan
 from idn.topology import Topology, load_topology
 
@@ -187,3 +188,53 @@ def status(
     out.print(t)
     if any(s.error for s in rows):
         raise typer.Exit(1)
+
+
+@app.command("control")
+def control(
+    topology: Annotated[Path, typer.Argument(help="topology of the running network")],
+    interval: Annotated[float, typer.Option(help="seconds between measurements")] = 10.0,
+    rounds: Annotated[int, typer.Option(help="measure-solve-decide rounds (0 = until Ctrl-C)")] = 0,
+    min_gain: Annotated[float, typer.Option(help="re-plan only if the new plan is this much cheaper")] = 0.05,
+    alpha: Annotated[float, typer.Option(help="ms charged per unit of inaccuracy")] = PlacementOptions().alpha,
+    method: Annotated[str, typer.Option(help="solver: highs, cbc, greedy, lp-round")] = "highs",
+    catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml (default models/catalog.yaml)")] = None,
+    state: StateOpt = None,
+    token: TokenOpt = None,
+) -> None:
+    """Measure the demand at the ingresses, re-solve, and apply the new plan when it pays."""
+    import time
+
+    from idn.controller import Controller  # imports the solver: only this command needs it
+
+    topo, addresses, tok = _control_target(topology, state, token)
+    try:
+        cat = load_catalog(catalog or default_catalog_path())
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    ctl = Controller(topo, cat, addresses, tok, PlacementOptions(alpha=alpha), method=method, min_gain=min_gain)
+    n = 0
+    try:
+        while rounds == 0 or n < rounds:
+            if n:
+                time.sleep(interval)
+            n += 1
+            try:
+                res = ctl.step()
+            except InfeasibleProblem as e:
+                out.print(f"round {n}: the measured demand has no feasible plan: {'; '.join(e.reasons)}",
+                          highlight=False)
+                continue
+            except grpc.RpcError as e:
+                raise fail(f"{e.code().name}: {e.details()}") from None
+            rate = sum(c.rate for c in res.demand.classes)
+            if res.decision is None:
+                out.print(f"round {n}: no traffic measured", highlight=False)
+            elif res.version is not None:
+                out.print(f"round {n}: {len(res.demand.classes)} classes, {rate:.1f} req/s; applied plan "
+                          f"v{res.version} ({res.decision.reason})", highlight=False)
+            else:
+                out.print(f"round {n}: {len(res.demand.classes)} classes, {rate:.1f} req/s; "
+                          f"{res.decision.reason}", highlight=False)
+    except KeyboardInterrupt:
+        pass

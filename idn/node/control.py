@@ -68,5 +68,6 @@ class ControlServicer(cpb_grpc.NodeControlServicer):
                             degraded=c.degraded, rate_rps=c.requests / w.window_s,
                             mean_ms=c.sum_ms / ok if ok else 0.0, bounds_ms=[b if b != float("inf") else 1e300
                                                                              for b in BOUNDS_MS],
-                            counts=c.counts, served_by=dict(c.served_by))
+                            counts=c.counts, served_by=dict(c.served_by), max_latency_ms=c.max_latency_ms,
+                            min_accuracy=c.min_accuracy)
         return out

@@ -23,6 +23,8 @@ MAX_SNAPSHOTS = 64
 class ClassCounters:
     ingress: str
     task: str
+    max_latency_ms: float | None = None
+    min_accuracy: float | None = None
     requests: int = 0
     errors: int = 0
     degraded: int = 0
@@ -31,15 +33,16 @@ class ClassCounters:
     served_by: Counter = field(default_factory=Counter)
 
     def copy(self) -> "ClassCounters":
-        return ClassCounters(self.ingress, self.task, self.requests, self.errors, self.degraded, self.sum_ms,
-                             list(self.counts), Counter(self.served_by))
+        return ClassCounters(self.ingress, self.task, self.max_latency_ms, self.min_accuracy, self.requests,
+                             self.errors, self.degraded, self.sum_ms, list(self.counts), Counter(self.served_by))
 
     def minus(self, old: "ClassCounters | None") -> "ClassCounters":
         if old is None:
             return self.copy()
         served = Counter(self.served_by)
         served.subtract(old.served_by)
-        return ClassCounters(self.ingress, self.task, self.requests - old.requests, self.errors - old.errors,
+        return ClassCounters(self.ingress, self.task, self.max_latency_ms, self.min_accuracy,
+                             self.requests - old.requests, self.errors - old.errors,
                              self.degraded - old.degraded, self.sum_ms - old.sum_ms,
                              [a - b for a, b in zip(self.counts, old.counts)], +served)
 
@@ -66,7 +69,7 @@ class StatsBook:
         key = (ingress, task, max_latency_ms, min_accuracy)
         c = self.classes.get(key)
         if c is None:
-            c = self.classes[key] = ClassCounters(ingress, task)
+            c = self.classes[key] = ClassCounters(ingress, task, max_latency_ms, min_accuracy)
             self._ids[key] = class_id(ingress, task, max_latency_ms, min_accuracy)
         c.requests += 1
         if not ok:
