@@ -32,12 +32,9 @@ from idn.config import ConfigError
 from idn.demand import Demand, RequestClass
 from idn.protos import grpc_service_pb2 as pb
 from idn.topology import Topology
+from idn.zoo.samples import INPUTS_KEY, LABELS_KEY  # the sample file format has one owner
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
-# Held-out sample files (``Task.samples``, written by idn/zoo/samples.py) hold the inputs
-# (batch-first) and the true class indices under these keys.
-INPUTS_KEY = "inputs"
-LABELS_KEY = "labels"
 MAX_PREBUILT = 512  # distinct prebuilt messages per class: enough variety, bounded memory
 
 
