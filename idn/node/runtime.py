@@ -68,6 +68,7 @@ class VariantRuntime:
         self.outputs = _metas(self.session.get_outputs())
         self.input_by_name = {m.name: m for m in self.inputs}
         self.output_names = tuple(m.name for m in self.outputs)
+        self.output_datatype = {m.name: m.datatype for m in self.outputs}
         self.batchable = settings.max_batch > 1 and all(
             m.shape and m.shape[0] == -1 for m in (*self.inputs, *self.outputs)) and not batch_dependent(self.path)
         self.batcher = Batcher(self._execute, settings.max_batch) if self.batchable else None
