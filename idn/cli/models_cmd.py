@@ -61,7 +61,7 @@ def profile(
 ) -> None:
     """Measure p50/p95 latency (batch 1, 8, 32; single and default threads) and store it in the catalog."""
     from idn.zoo.profile import default_hardware_class
-    from idn.zoo.profiling import profile_zoo
+    from idn.zoo.profile_catalog import profile_zoo
 
     hw = hardware_class or default_hardware_class()
     typer.echo(f"profiling {catalog} as hardware class {hw} (timings are only as quiet as this machine)")

@@ -20,7 +20,7 @@ from idn.zoo.datasets import SEED, TASKS, TaskData, rng_for
 from idn.zoo.evaluate import measure_accuracy
 from idn.zoo.graph_stats import flops_per_sample
 from idn.zoo.profile import default_hardware_class
-from idn.zoo.profiling import profile_zoo
+from idn.zoo.profile_catalog import profile_zoo
 from idn.zoo.samples import write_samples
 
 Log = Callable[[str], None]

@@ -1,4 +1,4 @@
-"""``idn models profile``: measure the committed zoo on this machine and store it in the catalog.
+"""`idn models profile`: measure the committed zoo on this machine and write the profiles into the catalog.
 
 Refuses to profile a file whose sha256 does not match the catalog (the numbers
 would describe a different model), and keeps every other hardware class's profile.
