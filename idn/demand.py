@@ -6,6 +6,8 @@ File format (``deploy/demands/*.yaml``)::
       - {ingress: edge-1, task: digits, rate: 40}                      # req/s
       - {ingress: edge-1, task: digits, rate: 10, max_latency_ms: 30, min_accuracy: 0.95}
       - {id: gold, ingress: edge-2, task: waveforms, rate: 5, max_latency_ms: 50}
+      - {ingress: edge-3, task: imagenet, rate: 2, payload_bytes: 60000}     # request bytes
+      - {ingress: edge-3, task: imagenet, rate: 2, payload_bytes: {request: 60000, response: 400}}
 
 A class's ``id`` is stable: given explicitly, or derived from its fields as
 ``<ingress>/<task>`` plus ``/lat<ms>`` and ``/acc<min>`` when it has those SLO terms
@@ -14,8 +16,12 @@ this id, so re-measuring a demand yields the same ids. Two classes with the same
 refused (merge their rates or give them explicit ids).
 
 SLO meaning: every (node, variant) target that serves the class must have
-round-trip network delay + p95 compute time <= ``max_latency_ms`` and held-out
-accuracy >= ``min_accuracy``.
+predicted p95 latency (round-trip delay + payload transfer + p95 compute, see
+:mod:`idn.latency`) <= ``max_latency_ms`` and held-out accuracy >= ``min_accuracy``.
+
+``payload_bytes`` (optional) overrides the bytes one request moves, which otherwise
+come from the task's signature: a number is the request's bytes (the response keeps
+the signature's), a mapping ``{request, response}`` sets both.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ from typing import Any
 
 from idn.catalog import Catalog
 from idn.config import Fields, read_document
+from idn.latency import Payload, task_payload
 from idn.topology import Topology
 
-_CLASS_KEYS = {"id", "ingress", "task", "rate", "max_latency_ms", "min_accuracy"}
+_CLASS_KEYS = {"id", "ingress", "task", "rate", "max_latency_ms", "min_accuracy", "payload_bytes"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class RequestClass:
     rate: float  # requests per second
     max_latency_ms: float | None = None
     min_accuracy: float | None = None
+    payload: Payload | None = None  # None: the task's signature decides
+
 
 
 def class_id(ingress: str, task: str, max_latency_ms: float | None = None, min_accuracy: float | None = None) -> str:
@@ -97,13 +106,31 @@ def parse_demand(doc: Any, file: str | Path | None, topology: Topology, catalog:
         acc = f.opt("min_accuracy", float, None)  # type: ignore[arg-type]
         if acc is not None and not 0.0 <= acc <= 1.0:
             raise f.error("min_accuracy", f"must be within [0, 1], got {acc}", "accuracy is a fraction, e.g. 0.95")
+        payload = _payload(f, task_payload(catalog.tasks[task]))
         cid = f.opt("id", str, None) or class_id(ingress, task, lat, acc)  # type: ignore[arg-type]
         if cid in seen:
             raise f.error("id", f"class id {cid!r} already used by classes[{seen[cid]}]",
                           "merge the two rates into one class or give each an explicit `id:`")
         seen[cid] = i
-        out.append(RequestClass(cid, ingress, task, rate, lat, acc))
+        out.append(RequestClass(cid, ingress, task, rate, lat, acc, payload))
     return Demand(tuple(out), str(file) if file is not None else None)
+
+
+def _payload(f: Fields, signature: Payload) -> Payload | None:
+    """The class's ``payload_bytes`` override: a request size, or ``{request, response}``."""
+    raw = f.data.get("payload_bytes") if isinstance(f.data, dict) else None
+    if raw is None:
+        return None
+    fix = "write a byte count (the request's), or {request: <bytes>, response: <bytes>}"
+    if isinstance(raw, dict):
+        sub = f.sub("payload_bytes")
+        sub.check_keys({"request", "response"})
+        req = sub.positive("request", int, default=signature.request_bytes, allow_zero=True)
+        resp = sub.positive("response", int, default=signature.response_bytes, allow_zero=True)
+        return Payload(req, resp)
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+        raise f.error("payload_bytes", f"must be a byte count >= 0 or a mapping, got {raw!r}", fix)
+    return Payload(raw, signature.response_bytes)
 
 
 def load_demand(path: str | Path, topology: Topology, catalog: Catalog) -> Demand:
@@ -120,6 +147,8 @@ def demand_document(demand: Demand) -> dict[str, Any]:
             row["max_latency_ms"] = c.max_latency_ms
         if c.min_accuracy is not None:
             row["min_accuracy"] = c.min_accuracy
+        if c.payload is not None:
+            row["payload_bytes"] = {"request": c.payload.request_bytes, "response": c.payload.response_bytes}
         rows.append(row)
     return {"classes": rows}
 

@@ -32,21 +32,15 @@ hop (measure them with ``benchmarks/hop.py``); without them a plan whose network
 are short is predicted faster than it can be served.
 
 Link fields: ``a``, ``b`` (node ids; links are bidirectional), ``delay_ms`` (one-way
-delay, also an emulation knob on one machine), ``bandwidth_mbps`` (optional,
-informational: the solver models requests as small, so only delay counts).
+delay, also an emulation knob on one machine), ``bandwidth_mbps`` (optional: request
+and response bytes cost ``bytes x 8 / bandwidth`` on every link they cross, see
+:mod:`idn.latency`; a link without it adds no transfer time).
 
 Routing is shortest-by-delay on the general graph (ties broken by node id, so every
 node computes the same routes): ``path(ingress)`` is the node list from an ingress to
 its nearest repository, ``next_hop(a, b)`` is where a node forwards a request bound
-for ``b``, ``delay_ms(a, b)`` is the one-way delay along that route.
-
-Compute time of a variant at a node (``compute_ms``) is the catalog's profiled latency
-for the node's hardware class (batch 1, single thread) times the node's ``slowdown``.
-**Fallback** when a variant was never profiled on that class: FLOPs scaling from the
-reference variant profiled on that class whose FLOPs are closest (same task preferred):
-``t(v) = t(ref) * flops(v) / flops(ref)``. The result says which source was used, and
-the solver reports every fallback it took. With no variant at all profiled on the class,
-``compute_ms`` raises a ConfigError (nothing to scale from).
+for ``b``, ``delay_ms(a, b)`` is the one-way delay along that route. How long a request
+takes (network, transfer and compute) is :mod:`idn.latency`'s job, not this module's.
 """
 
 from __future__ import annotations
@@ -57,7 +51,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from idn.catalog import Catalog, Variant
 from idn.config import ConfigError, Fields, read_document
 
 TIERS = ("edge", "regional", "cloud")
@@ -89,13 +82,6 @@ class Link:
     bandwidth_mbps: float | None = None
 
 
-@dataclass(frozen=True)
-class ComputeTime:
-    """A compute-time estimate and where it came from (``profiled`` or ``flops-scaled:<ref>``)."""
-    ms: float
-    source: str
-
-
 @dataclass
 class Topology:
     """Validated nodes and links with shortest-by-delay routing (computed lazily, cached)."""
@@ -107,13 +93,16 @@ class Topology:
     hop_overhead_ms: float = 0.0
     _adj: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
     _link: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)
+    _bw: dict[str, dict[str, float | None]] = field(default_factory=dict, repr=False)
     _to_repo: dict[str, tuple[float, str | None]] | None = field(default=None, repr=False)
     _towards: dict[str, dict[str, tuple[float, str | None]]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._adj = {n: {} for n in self.nodes}
         self._link = {n: {} for n in self.nodes}
+        self._bw = {n: {} for n in self.nodes}
         for ln in self.links:
+            self._bw[ln.a][ln.b] = self._bw[ln.b][ln.a] = ln.bandwidth_mbps
             self._link[ln.a][ln.b] = self._link[ln.b][ln.a] = ln.delay_ms
             self._adj[ln.a][ln.b] = self._adj[ln.b][ln.a] = ln.delay_ms + self.hop_overhead_ms
 
@@ -203,38 +192,12 @@ class Topology:
         self.node(a)
         return self._tree_towards(b)[a][0]
 
-    # -- compute -------------------------------------------------------------------------
+    def link_bandwidth_mbps(self, a: str, b: str) -> float | None:
+        """The link a-b's bandwidth (None: not modelled, no transfer cost; KeyError if not neighbours)."""
+        return self._bw[a][b]
+
     def hardware_class(self, node_id: str) -> str | None:
         return self.node(node_id).hardware_class
-
-    def compute_ms(self, node_id: str, variant: Variant, catalog: Catalog, quantile: str = "p50") -> ComputeTime:
-        """Time to serve one request (batch 1) of ``variant`` at the node: profile x slowdown + overhead."""
-        node = self.node(node_id)
-        base = base_compute_ms(variant, node.hardware_class, catalog, quantile, self.file, node_id)
-        return ComputeTime(base.ms * node.slowdown + node.overhead_ms, base.source)
-
-
-def base_compute_ms(variant: Variant, hardware_class: str | None, catalog: Catalog, quantile: str = "p50",
-                    file: str | None = None, node_id: str = "?") -> ComputeTime:
-    """Profiled latency of ``variant`` on a hardware class, or the FLOPs-scaled fallback."""
-    if hardware_class is None:
-        raise ConfigError(file, f"nodes[{node_id}].hardware_class", "node has no hardware class",
-                          f"set `hardware_class:` on the node or at the top level (catalog classes: "
-                          f"{', '.join(catalog.hardware_classes) or 'none'})")
-    t = variant.latency_ms(hardware_class, quantile=quantile)
-    if t is not None:
-        return ComputeTime(t, "profiled")
-    refs = [u for u in catalog.variants.values()
-            if u.latency_ms(hardware_class, quantile=quantile) is not None and u.flops_per_sample > 0]
-    if not refs or variant.flops_per_sample <= 0:
-        raise ConfigError(file, f"nodes[{node_id}].hardware_class",
-                          f"variant {variant.name!r} has no latency profile for {hardware_class!r} and no "
-                          f"FLOPs reference to scale from",
-                          "profile the variant on this class (`idn models profile`) or use a profiled class")
-    ref = min(refs, key=lambda u: (u.task != variant.task,
-                                   abs(math.log(u.flops_per_sample / variant.flops_per_sample)), u.name))
-    ms = ref.latency_ms(hardware_class, quantile=quantile) * variant.flops_per_sample / ref.flops_per_sample  # type: ignore[operator]
-    return ComputeTime(ms, f"flops-scaled:{ref.name}")
 
 
 def _address_ok(addr: str) -> bool:

@@ -8,6 +8,7 @@ import yaml
 from idn.catalog import parse_catalog
 from idn.config import ConfigError
 from idn.placement.synthetic import catalog_doc, variant_doc
+from idn.latency import LatencyModel
 from idn.topology import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,15 +108,15 @@ def test_compute_time_profiled_times_slowdown_and_flops_fallback():
         variant_doc("big", 4000, 0.9, 8.0, 10.0, flops=4e6, hw=("other",)),
     ]}, hw=("hw", "other")), verify_hashes=False)
     t = parse_topology(tree())
-    ct = t.compute_ms("e1", cat.variant("small"), cat)
+    ct = LatencyModel(t, cat).compute("e1", cat.variant("small"))
     assert (ct.ms, ct.source) == (6.0, "profiled")  # 2 ms x slowdown 3
-    assert t.compute_ms("e1", cat.variant("small"), cat, "p95").ms == 9.0
-    fb = t.compute_ms("e2", cat.variant("big"), cat)  # not profiled on hw: 2 ms x 4e6/1e6 FLOPs
+    assert LatencyModel(t, cat).compute("e1", cat.variant("small"), "p95").ms == 9.0
+    fb = LatencyModel(t, cat).compute("e2", cat.variant("big"))  # not profiled on hw: 2 ms x 4e6/1e6 FLOPs
     assert fb.ms == pytest.approx(8.0) and fb.source == "flops-scaled:small"
     doc = tree()
     doc["hardware_class"] = "unknown-hw"
     with pytest.raises(ConfigError, match="no latency profile"):
-        parse_topology(doc).compute_ms("e1", cat.variant("big"), cat)
+        LatencyModel(parse_topology(doc)).compute("e1", cat.variant("big"), cat)
 
 
 def test_modelled_overheads_enter_delay_and_compute_but_not_the_emulated_link():
@@ -129,8 +130,8 @@ def test_modelled_overheads_enter_delay_and_compute_but_not_the_emulated_link():
     assert t.path_delays("e1") == [("e1", 0.0), ("reg", 5.5), ("cloud", 31.0)]
     assert t.delay_ms("e1", "e2") == 16.0
     assert t.link_delay_ms("e1", "reg") == 5.0  # emulation sleeps the link as written
-    assert t.compute_ms("e1", cat.variant("small"), cat).ms == 6.25  # 2 x 3 + 0.25
-    assert t.compute_ms("e2", cat.variant("small"), cat).ms == 3.0  # 2 x 1 + 1.0
+    assert LatencyModel(t, cat).compute("e1", cat.variant("small")).ms == 6.25  # 2 x 3 + 0.25
+    assert LatencyModel(t, cat).compute("e2", cat.variant("small")).ms == 3.0  # 2 x 1 + 1.0
     doc["hop_overhead_ms"] = -1
     with pytest.raises(ConfigError, match="hop_overhead_ms"):
         parse_topology(doc, "t.yaml")

@@ -10,7 +10,8 @@ in atomically; resolution happens once, at the ingress (DESIGN.md "Request path"
 3. ``model_name`` is a task: the plan's classes for (this ingress, task) give weighted
    targets. A class with exactly the request's SLO is used as is; otherwise every
    target of the task at this ingress is a candidate, filtered by the request's own
-   SLO (predicted round trip + compute time, catalog accuracy). Among candidates a
+   SLO (the p95 prediction of :mod:`idn.latency`, the one the ILP and the evaluator
+   check; catalog accuracy). Among candidates a
    smooth weighted round-robin picks deterministically (nginx's algorithm: over any
    window the split matches the weights to within one request, with no coin flips).
 4. Anything this node cannot place (no plan yet, a task the plan does not route here)
@@ -23,8 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from idn.catalog import Catalog
+from idn.catalog import Catalog, Variant
 from idn.config import ConfigError
+from idn.latency import LatencyModel, Prediction
 from idn.plan import Plan
 from idn.topology import Topology
 
@@ -53,7 +55,7 @@ class Candidate:
     node: str
     variant: str
     weight: float
-    latency_ms: float | None  # predicted: 2 x one-way delay + compute (None: not predictable)
+    latency_ms: float | None  # predicted p95 (idn.latency; None: not predictable)
     accuracy: float
 
 
@@ -105,10 +107,13 @@ class RoutingTable:
     _task_all: dict[str, list[Candidate]] = field(default_factory=dict)
     _wrr: dict[tuple, SmoothWRR] = field(default_factory=dict)
     _pinned: dict[str, str] = field(default_factory=dict)  # variant -> nearest node holding it
+    _latency: LatencyModel | None = None
 
     def __post_init__(self) -> None:
         if self.plan is None or self.topology is None:
             return
+        if self.catalog is not None:
+            self._latency = LatencyModel(self.topology, self.catalog)
         for route in self.plan.routes.values():
             if route.ingress != self.node_id:
                 continue
@@ -131,14 +136,19 @@ class RoutingTable:
 
     def _candidate(self, node: str, variant: str, weight: float) -> Candidate:
         acc, lat = 0.0, None
-        if self.catalog is not None and variant in self.catalog.variants:
+        if self._latency is not None and variant in self.catalog.variants:
             v = self.catalog.variants[variant]
             acc = v.accuracy
             try:
-                lat = 2 * self._delay(node) + self.topology.compute_ms(node, v, self.catalog).ms
+                lat = self.predict(node, v).latency_p95_ms
             except ConfigError:
                 lat = None  # never profiled and nothing to scale from: cannot filter on latency
         return Candidate(node, variant, weight, lat, acc)
+
+    def predict(self, node: str, variant: Variant) -> Prediction:
+        """This ingress's prediction for a target, from the one latency model (task-signature payload)."""
+        assert self._latency is not None
+        return self._latency.predict(self.node_id, node, variant)
 
     @property
     def version(self) -> int:

@@ -1,10 +1,10 @@
 """Exact aggregation of equivalent request classes before the model is built.
 
-Two classes r, s are *equivalent* when they have the same ingress and task and, after
+Two classes r, s are *equivalent* when they have the same ingress, task and payload and, after
 ``build_problem``'s pruning (path, memory, budget, SLO, domination), the same sequence
 of usable (node, variant) pairs. Their triples then have identical per-request
-coefficients: the cost ``c = 2 delay(ingress, n) + t[v,n] + alpha (1 - acc[v])`` and
-the latency depend only on (ingress, n, v), and the compute load is
+coefficients: the cost ``c = latency(ingress, payload, n, v) + alpha (1 - acc[v])`` and
+the latency depend only on (ingress, payload, n, v), and the compute load is
 ``rate x t[v,n] / 1000``, i.e. proportional to the rate with the same factor. An
 equivalence class G of classes becomes one *aggregate* with rate ``R_G = sum_{r in G}
 rate_r``, the representative's triples (same pairs, same costs) and loads
@@ -85,15 +85,15 @@ class Aggregation:
 
 
 def aggregate_classes(problem: Problem) -> Aggregation:
-    """Merge equivalent classes (same ingress, task and pruned pair sequence); exact (module docstring)."""
+    """Merge equivalent classes (same ingress, task, payload and pruned pair sequence); exact (module docstring)."""
     n_classes = len(problem.classes)
     ptr = problem.class_ptr
     pairs = problem.tri_pair
-    key_of: dict[tuple[str, str, bytes], int] = {}
+    key_of: dict[tuple[object, ...], int] = {}
     group = np.empty(n_classes, dtype=np.int64)
     reps: list[int] = []
     for r, c in enumerate(problem.classes):
-        key = (c.ingress, c.task, pairs[int(ptr[r]):int(ptr[r + 1])].tobytes())
+        key = (c.ingress, c.task, c.payload, pairs[int(ptr[r]):int(ptr[r + 1])].tobytes())
         g = key_of.get(key)
         if g is None:
             g = key_of[key] = len(reps)

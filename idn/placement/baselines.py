@@ -33,6 +33,7 @@ import time
 import numpy as np
 
 from idn.catalog import Catalog
+from idn.latency import LatencyModel, meets_latency
 from idn.placement.aggregate import aggregate_classes
 from idn.placement.ilp import SolverOptions, build_model, run_model, values
 from idn.placement.ledger import Ledger
@@ -102,16 +103,14 @@ def repository_only(problem: Problem, topology: Topology, catalog: Catalog) -> S
     alpha = problem.options.alpha
     placements: dict[str, set[str]] = {}
     routes: dict[int, list[tuple[str, str, float]]] = {}
+    model = LatencyModel(topology, catalog)
     for r, c in enumerate(problem.classes):
-        pd = topology.path_delays(c.ingress)
-        repo, d = pd[-1]
+        repo = model.path(c.ingress)[-1].node
         options = []
         for v in catalog.tasks[c.task].variants.values():
-            t50 = topology.compute_ms(repo, v, catalog, "p50").ms
-            t95 = max(topology.compute_ms(repo, v, catalog, "p95").ms, t50)
-            meets = (c.max_latency_ms is None or 2 * d + t95 <= c.max_latency_ms) and (
-                c.min_accuracy is None or v.accuracy >= c.min_accuracy)
-            options.append((not meets, 2 * d + t50 + alpha * (1 - v.accuracy), v.name))
+            p = model.predict(c.ingress, repo, v, c.payload)
+            meets = meets_latency(p, c.max_latency_ms) and (c.min_accuracy is None or v.accuracy >= c.min_accuracy)
+            options.append((not meets, p.latency_ms + alpha * (1 - v.accuracy), v.name))
         _, cost, name = min(options)
         routes[r] = [(repo, name, 1.0)]
         placements.setdefault(repo, set()).add(name)

@@ -4,7 +4,8 @@ Scores a Plan from the topology, catalog and demand alone (not from any solver's
 arrays), with the ILP's own cost model, so numbers are comparable across methods and
 ``evaluate(plan).objective`` equals the ILP objective of the same split:
 
-* per class: expected latency (share-weighted ``2 x delay + t50``), accuracy, cost
+* per class: expected latency (share-weighted p50 prediction of :mod:`idn.latency`:
+  round trip + payload transfer + compute), accuracy, cost
   (latency + alpha x (1 - accuracy)), and SLO checks per target (p95 latency, accuracy);
 * totals: the objective ``sum_r rate_r x cost_r``, rate-weighted mean latency, the
   rate-weighted 95th percentile of class latencies ("p95 by class"), rate-weighted
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 
 from idn.catalog import Catalog
 from idn.demand import Demand
+from idn.latency import LatencyModel, meets_latency
 from idn.placement.problem import MIB, PlacementOptions
 from idn.plan import SHARE_TOLERANCE, Plan
 from idn.topology import Topology
@@ -98,13 +100,17 @@ def weighted_quantile(values: list[float], weights: list[float], q: float) -> fl
 
 
 def evaluate(plan: Plan, topology: Topology, catalog: Catalog, demand: Demand,
-             options: PlacementOptions = PlacementOptions(), reference_objective: float | None = None) -> Evaluation:
-    """Score a plan. ``reference_objective`` (repository-only's objective) gives the gain."""
+             options: PlacementOptions = PlacementOptions(), reference_objective: float | None = None,
+             latency: LatencyModel | None = None) -> Evaluation:
+    """Score a plan. ``reference_objective`` (repository-only's objective) gives the gain.
+
+    ``latency``: a model of the same topology and catalog to reuse (its caches), e.g. when
+    scoring many plans."""
     alpha, rho = options.alpha, options.rho
     violations: list[str] = []
     load = {n: 0.0 for n in topology.nodes}
     classes: dict[str, ClassScore] = {}
-    delays: dict[str, dict[str, float]] = {}
+    model = latency or LatencyModel(topology, catalog)
     objective = lat_sum = acc_sum = 0.0
     lats, rates = [], []
     for c in demand.classes:
@@ -115,8 +121,6 @@ def evaluate(plan: Plan, topology: Topology, catalog: Catalog, demand: Demand,
         total_share = sum(t.share for t in route.targets)
         if abs(total_share - 1.0) > SHARE_TOLERANCE:
             violations.append(f"class {c.id!r}: shares sum to {total_share:.6f}, not 1")
-        if c.ingress not in delays:
-            delays[c.ingress] = dict(topology.path_delays(c.ingress))
         lat = acc = cost = 0.0
         worst = 0.0
         for t in route.targets:
@@ -132,20 +136,15 @@ def evaluate(plan: Plan, topology: Topology, catalog: Catalog, demand: Demand,
                 violations.append(f"class {c.id!r}: variant {t.variant!r} implements {v.task}, not {c.task}")
             if t.variant not in plan.placements.get(t.node, ()):
                 violations.append(f"class {c.id!r}: {t.variant} is not placed on {t.node}")
-            d = delays[c.ingress].get(t.node)
-            if d is None:
-                d = topology.delay_ms(c.ingress, t.node)
-            t50 = topology.compute_ms(t.node, v, catalog, "p50").ms
-            t95 = max(topology.compute_ms(t.node, v, catalog, "p95").ms, t50)
-            tl = 2 * d + t50
-            lat += t.share * tl
+            p = model.predict(c.ingress, t.node, v, c.payload)
+            lat += t.share * p.latency_ms
             acc += t.share * v.accuracy
-            cost += t.share * (tl + alpha * (1 - v.accuracy))
-            worst = max(worst, 2 * d + t95)
-            load[t.node] += c.rate * t.share * t50 / 1000.0
-            if c.max_latency_ms is not None and 2 * d + t95 > c.max_latency_ms * (1 + TOL):
+            cost += t.share * (p.latency_ms + alpha * (1 - v.accuracy))
+            worst = max(worst, p.latency_p95_ms)
+            load[t.node] += c.rate * t.share * p.compute_ms / 1000.0
+            if not meets_latency(p, c.max_latency_ms, TOL):
                 violations.append(f"SLO: class {c.id!r} sent to {t.variant}@{t.node} with p95 "
-                                  f"{2 * d + t95:.1f} ms > {c.max_latency_ms:g} ms")
+                                  f"{p.latency_p95_ms:.1f} ms > {c.max_latency_ms:g} ms")
             if c.min_accuracy is not None and v.accuracy < c.min_accuracy - TOL:
                 violations.append(f"SLO: class {c.id!r} sent to {t.variant} with accuracy "
                                   f"{v.accuracy:.4f} < {c.min_accuracy:g}")

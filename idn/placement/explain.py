@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from idn.catalog import Catalog
 from idn.demand import Demand
+from idn.latency import LatencyModel
 from idn.placement.ilp import SolverOptions, build_model, run_model
 from idn.placement.problem import MIB, Problem
 from idn.topology import Topology
@@ -41,9 +42,10 @@ class Diagnosis:
 def unservable_reasons(problem: Problem, topology: Topology, catalog: Catalog) -> list[str]:
     """Explain every class that has no useful triple."""
     out = []
+    model = LatencyModel(topology, catalog)
     for r in problem.unservable:
         c = problem.classes[r]
-        pd = topology.path_delays(c.ingress)
+        pd = [(h.node, h.delay_ms) for h in model.path(c.ingress)]
         slo = []
         if c.max_latency_ms is not None:
             slo.append(f"max_latency_ms={c.max_latency_ms:g}")
@@ -72,11 +74,12 @@ def unservable_reasons(problem: Problem, topology: Topology, catalog: Catalog) -
             out.append(f"{head}: the most accurate variant that fits is {best[2].name} "
                        f"({best[2].accuracy:.4f} < {c.min_accuracy:g}); lower min_accuracy or add a better variant")
             continue
-        lat = [(2 * d + topology.compute_ms(n, v, catalog, "p95").ms, n, v, d) for n, d, v in acc_ok]
-        best_lat, n, v, d = min(lat, key=lambda t: t[0])
-        out.append(f"{head}: the fastest option is {v.name} at {n} with {best_lat:.1f} ms "
-                   f"(p95 compute + 2 x {d:g} ms network) > max_latency_ms={c.max_latency_ms:g}; "
-                   f"relax the SLO or add a faster variant or a closer node")
+        preds = [(model.predict(c.ingress, n, v, c.payload), n, v) for n, _, v in acc_ok]
+        p, n, v = min(preds, key=lambda t: t[0].latency_p95_ms)
+        transfer = f" + {p.transfer_ms:.1f} ms payload transfer" if p.transfer_ms else ""
+        out.append(f"{head}: the fastest option is {v.name} at {n} with {p.latency_p95_ms:.1f} ms "
+                   f"(p95 compute {p.compute_p95_ms:.1f} ms + 2 x {p.delay_ms:g} ms network{transfer}) "
+                   f"> max_latency_ms={c.max_latency_ms}; relax the SLO or add a faster variant or a closer node")
     return out
 
 

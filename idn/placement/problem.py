@@ -9,12 +9,11 @@ compute load in cores (``rate [req/s] * t [ms] / 1000``), deployment cost in
 
 Per-request cost of serving class r by variant v at node n (the ILP objective term)::
 
-    c[r,n,v] = 2 * delay(ingress_r, n) + t[v,n] + alpha * (1 - acc[v])
+    c[r,n,v] = latency(r, n, v) + alpha * (1 - acc[v])
 
-with t[v,n] the p50 time to serve at n (``Topology.compute_ms``: profile of n's hardware
-class x n's slowdown + n's per-request ``overhead_ms``, FLOPs-scaled fallback) and delay
-the modelled one-way delay (links + ``hop_overhead_ms`` per hop). SLO feasibility uses the p95 compute time:
-``2 * delay + t95[v,n] <= max_latency_ms`` and ``acc[v] >= min_accuracy``.
+with latency the p50 prediction of :mod:`idn.latency` (round trip + payload over the
+links' bandwidth + compute at n). SLO feasibility uses its p95 prediction
+(``latency_p95 <= max_latency_ms``) and ``acc[v] >= min_accuracy``.
 
 A triple (r, n, v) is created only when it can help:
 
@@ -32,7 +31,8 @@ x[n,v] = 0, x[n,u] = 1 and move every share y[r,n,v] onto y[r,n,u]. Memory at n
 changes by ``size[u] - size[v] <= 0`` (or by ``-size[v]`` if u was already placed), the
 budget by ``price[n]`` times that, the compute load at n by
 ``sum_r rate_r y[r,n,v] (t[u,n] - t[v,n]) <= 0``; every class served by v still meets
-its SLO with u (no slower at p95, no less accurate); each moved unit of share costs
+its SLO with u (no slower at p95, no less accurate; the network and payload terms
+depend on (r, n) only, not on the variant); each moved unit of share costs
 ``c[r,n,u] - c[r,n,v] = (t[u,n]-t[v,n]) + alpha (acc[v]-acc[u]) <= 0``. So the new
 solution is feasible and no worse. Domination is a strict partial order once ties are
 broken by name, so repeating the exchange terminates with no dominated variant placed
@@ -51,7 +51,8 @@ import numpy as np
 
 from idn.catalog import Catalog, Variant
 from idn.demand import Demand, RequestClass
-from idn.topology import Topology, base_compute_ms
+from idn.latency import LatencyModel, on_node
+from idn.topology import Topology
 
 MIB = float(1 << 20)
 
@@ -94,7 +95,7 @@ class Problem:
     tri_class: np.ndarray
     tri_pair: np.ndarray
     tri_cost: np.ndarray    # ms per request (objective coefficient / rate)
-    tri_latency: np.ndarray  # ms per request, 2*delay + t50
+    tri_latency: np.ndarray  # ms per request: the p50 prediction (network + transfer + compute)
     tri_load: np.ndarray    # cores used if the whole class went there
     class_ptr: np.ndarray
     unservable: list[int] = field(default_factory=list)
@@ -124,25 +125,6 @@ class Problem:
 
     def triples_of(self, r: int) -> range:
         return range(int(self.class_ptr[r]), int(self.class_ptr[r + 1]))
-
-
-class _ComputeTable:
-    """Base (slowdown-free) compute times per (hardware class, variant), cached; records fallbacks."""
-
-    def __init__(self, topology: Topology, catalog: Catalog):
-        self.topology, self.catalog = topology, catalog
-        self.cache: dict[tuple[str | None, str], tuple[float, float]] = {}
-        self.fallbacks: dict[tuple[str | None, str], str] = {}
-
-    def base(self, hw: str | None, v: Variant, node_id: str) -> tuple[float, float]:
-        key = (hw, v.name)
-        if key not in self.cache:
-            t50 = base_compute_ms(v, hw, self.catalog, "p50", self.topology.file, node_id)
-            t95 = base_compute_ms(v, hw, self.catalog, "p95", self.topology.file, node_id)
-            self.cache[key] = (t50.ms, max(t95.ms, t50.ms))
-            if t50.source != "profiled":
-                self.fallbacks[key] = t50.source
-        return self.cache[key]
 
 
 def non_dominated(variants: list[Variant], times: list[tuple[float, float]]) -> list[int]:
@@ -177,7 +159,7 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
     mem = np.array([n.mem_mb for n in nodes], dtype=float)
     price = np.array([n.price for n in nodes], dtype=float)
     cap = np.array([options.rho * n.cores for n in nodes], dtype=float)
-    table = _ComputeTable(topology, catalog)
+    model = LatencyModel(topology, catalog)
     alpha, budget = options.alpha, options.budget
 
     # Non-dominated variants per (hardware class, task), with base compute times.
@@ -188,7 +170,7 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
             if key in cand:
                 continue
             vs = list(catalog.tasks[t].variants.values())
-            times = [table.base(n.hardware_class, v, n.id) for v in vs]
+            times = [model.base_times(n.hardware_class, v, n.id) for v in vs]
             cand[key] = [(vidx[vs[i].name], times[i][0], times[i][1]) for i in non_dominated(vs, times)]
 
     stats = {"candidates": 0, "off_path": 0, "dominated": 0, "memory": 0, "budget": 0, "slo": 0}
@@ -201,32 +183,48 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
     rate = np.array([c.rate for c in demand.classes], dtype=float)
     n_nodes = len(nodes)
     parts: list[tuple[np.ndarray, ...]] = []
+    # Per (node, task): the candidates that fit the node's memory and the budget on their
+    # own, with the node's p50/p95 compute times; shared by every block whose path crosses it.
+    at_node: dict[tuple[int, str], tuple[list[int], list[float], list[float], int, int, int]] = {}
+    size_l, mem_l, price_l = size.tolist(), mem.tolist(), price.tolist()  # Python floats: fast scalar tests
+
+    def candidates_at(ni: int, task: str) -> tuple[list[int], list[float], list[float], int, int, int]:
+        key = (ni, task)
+        if key not in at_node:
+            node = nodes[ni]
+            cands = cand[(node.hardware_class, task)]
+            keep = [c for c in cands if size_l[c[0]] <= mem_l[ni]]
+            n_mem = len(cands) - len(keep)
+            n_budget = 0
+            if budget is not None:
+                within = [c for c in keep if price_l[ni] * size_l[c[0]] <= budget]
+                n_budget, keep = len(keep) - len(within), within
+            at_node[key] = ([c[0] for c in keep], [on_node(node, c[1]) for c in keep],
+                            [on_node(node, c[2]) for c in keep], len(catalog.tasks[task].variants) - len(cands),
+                            n_mem, n_budget)
+        return at_node[key]
+
     for (ingress, task), rs in groups.items():
-        pd = topology.path_delays(ingress)
+        pd = model.path(ingress)
         n_task = len(catalog.tasks[task].variants)
         b_node: list[int] = []
         b_var: list[int] = []
         b_rtt: list[float] = []
+        b_mspb: list[float] = []
         b_t50: list[float] = []
         b_t95: list[float] = []
         n_mem = n_budget = n_dom = 0
-        for node_id, d in pd:
-            ni = nidx[node_id]
-            node = nodes[ni]
-            cands = cand[(node.hardware_class, task)]
-            n_dom += n_task - len(cands)
-            for vi, t50, t95 in cands:
-                if size[vi] > mem[ni]:
-                    n_mem += 1
-                    continue
-                if budget is not None and price[ni] * size[vi] > budget:
-                    n_budget += 1
-                    continue
-                b_node.append(ni)
-                b_var.append(vi)
-                b_rtt.append(2.0 * d)
-                b_t50.append(t50 * node.slowdown + node.overhead_ms)
-                b_t95.append(t95 * node.slowdown + node.overhead_ms)
+        for hop in pd:
+            ni = nidx[hop.node]
+            vis, t50s, t95s, dom, nm, nb = candidates_at(ni, task)
+            n_dom, n_mem, n_budget = n_dom + dom, n_mem + nm, n_budget + nb
+            k = len(vis)
+            b_node.extend([ni] * k)
+            b_var.extend(vis)
+            b_rtt.extend([2.0 * hop.delay_ms] * k)
+            b_mspb.extend([hop.ms_per_byte] * k)
+            b_t50.extend(t50s)
+            b_t95.extend(t95s)
         k = len(rs)
         stats["candidates"] += k * n_nodes * n_task
         stats["off_path"] += k * (n_nodes - len(pd)) * n_task
@@ -234,16 +232,23 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
         stats["memory"] += k * n_mem
         stats["budget"] += k * n_budget
         bv = np.array(b_var, dtype=np.int64)
-        rtt = np.array(b_rtt, dtype=float)
-        lat95 = rtt + np.array(b_t95, dtype=float)
         cls = [demand.classes[r] for r in rs]
+        rtt, t95 = np.array(b_rtt), np.array(b_t95)
+        if any(b_mspb):  # payload over bandwidth: per class, as classes may override their bytes
+            nbytes = np.array([model.payload(task, c.payload).total_bytes for c in cls], dtype=float)
+            net = rtt[None, :] + nbytes[:, None] * np.array(b_mspb)[None, :]
+            lat95 = net + t95[None, :]
+        else:
+            net = None
+            lat95 = (rtt + t95)[None, :]
         min_acc = np.array([-np.inf if c.min_accuracy is None else c.min_accuracy for c in cls])
         max_lat = np.array([np.inf if c.max_latency_ms is None else c.max_latency_ms for c in cls])
-        ok = (acc[bv][None, :] >= min_acc[:, None]) & (lat95[None, :] <= max_lat[:, None])
+        ok = (acc[bv][None, :] >= min_acc[:, None]) & (lat95 <= max_lat[:, None])
         stats["slo"] += int(ok.size - np.count_nonzero(ok))
         ci, j = np.nonzero(ok)  # row-major: by class, then block order (path, then candidates)
-        parts.append((np.array(rs, dtype=np.int64)[ci], np.array(b_node, dtype=np.int64)[j], bv[j], rtt[j],
-                      np.array(b_t50, dtype=float)[j]))
+        parts.append((np.array(rs, dtype=np.int64)[ci], np.array(b_node, dtype=np.int64)[j], bv[j],
+                      rtt[j] if net is None else net[ci, j],
+                      np.array(b_t50)[j]))
     if parts:
         t_class, t_node, t_var, t_rtt, t_tn = (np.concatenate(a) for a in zip(*parts))
     else:
@@ -264,7 +269,7 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
     t_lat = t_rtt + t_tn
     stats["triples"] = len(t_class)
     stats["pairs"] = len(uk)
-    notes = [f"no latency profile for {v!r} on {hw!r}: {src}" for (hw, v), src in sorted(table.fallbacks.items(), key=str)]
+    notes = [f"no latency profile for {v!r} on {hw!r}: {src}" for (hw, v), src in sorted(model.fallbacks.items(), key=str)]
     return Problem(
         options=options, classes=list(demand.classes), rate=rate,
         node_ids=node_ids, mem=mem, cap=cap, price=price,
