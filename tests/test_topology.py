@@ -116,7 +116,7 @@ def test_compute_time_profiled_times_slowdown_and_flops_fallback():
     doc = tree()
     doc["hardware_class"] = "unknown-hw"
     with pytest.raises(ConfigError, match="no latency profile"):
-        LatencyModel(parse_topology(doc)).compute("e1", cat.variant("big"), cat)
+        LatencyModel(parse_topology(doc), cat).compute("e1", cat.variant("big"), cat)
 
 
 def test_modelled_overheads_enter_delay_and_compute_but_not_the_emulated_link():
