@@ -46,6 +46,7 @@ from idn.loadgen import answer_output, load_samples  # noqa: E402
 from idn.plan import Plan, Route, SolverFacts, Target  # noqa: E402
 from idn.protos import grpc_service_pb2 as pb  # noqa: E402
 from idn.topology import load_topology  # noqa: E402
+from idn.protocol import params as P
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 TARGET_RATIO = 1.3
@@ -158,8 +159,8 @@ def run(catalog_path: Path, task: str | None, requests: int, rounds: int, warmup
                      for k, ch in channels.items()}
             served = pb.ModelInferResponse.FromString(calls["idn hop"](message, timeout=10))
             hop_facts = {k: served.parameters[k].string_param or served.parameters[k].int64_param
-                         for k in ("idn.node", "idn.variant", "idn.hops") if k in served.parameters}
-            if hop_facts.get("idn.node") != "cloud":
+                         for k in (P.NODE, P.VARIANT, P.HOPS) if k in served.parameters}
+            if hop_facts.get(P.NODE) != "cloud":
                 raise RuntimeError(f"the edge did not forward to the cloud: {hop_facts}")
             for call in calls.values():
                 measure(call, message, warmup)

@@ -12,13 +12,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from idn.node.grpc_service import param_value, set_param
-from idn.node.tensors import CONTENTS_FIELD, DTYPES, datatype_of, decode_raw, encode_raw
+from idn.protocol.params import param_value, set_param
+from idn.protocol.tensors import CONTENTS_FIELD, DTYPES, datatype_of, decode_raw, encode_raw
 from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 from idn.tls import TLSFiles, aio_channel, sync_channel
+from idn.protocol import params as P
 
 _MAX_MSG = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MAX_MSG), ("grpc.max_send_message_length", _MAX_MSG)]
@@ -34,27 +35,27 @@ class InferResult:
 
     @property
     def node(self) -> str | None:
-        return self.parameters.get("idn.node")
+        return self.parameters.get(P.NODE)
 
     @property
     def variant(self) -> str:
-        return self.parameters.get("idn.variant", self.model_name)
+        return self.parameters.get(P.VARIANT, self.model_name)
 
     @property
     def accuracy(self) -> float | None:
-        return self.parameters.get("idn.accuracy")
+        return self.parameters.get(P.ACCURACY)
 
     @property
     def hops(self) -> int:
-        return int(self.parameters.get("idn.hops", 0))
+        return int(self.parameters.get(P.HOPS, 0))
 
     @property
     def server_us(self) -> int | None:
-        return self.parameters.get("idn.server_us")
+        return self.parameters.get(P.SERVER_US)
 
     @property
     def degraded(self) -> bool:
-        return bool(self.parameters.get("idn.degraded", False))
+        return bool(self.parameters.get(P.DEGRADED, False))
 
     def output(self, name: str | None = None) -> np.ndarray:
         """One output by name, or the only/first one."""

@@ -33,6 +33,7 @@ from idn.demand import Demand, RequestClass
 from idn.protos import grpc_service_pb2 as pb
 from idn.topology import Topology
 from idn.zoo.samples import INPUTS_KEY, LABELS_KEY  # the sample file format has one owner
+from idn.protocol import params as P
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 MAX_PREBUILT = 512  # distinct prebuilt messages per class: enough variety, bounded memory
@@ -101,9 +102,9 @@ def scale_demand(demand: Demand, factor: float) -> Demand:
 def slo_parameters(max_latency_ms: float | None, min_accuracy: float | None) -> dict[str, float]:
     params: dict[str, float] = {}
     if max_latency_ms is not None:
-        params["idn.max_latency_ms"] = float(max_latency_ms)
+        params[P.MAX_LATENCY_MS] = float(max_latency_ms)
     if min_accuracy is not None:
-        params["idn.min_accuracy"] = float(min_accuracy)
+        params[P.MIN_ACCURACY] = float(min_accuracy)
     return params
 
 

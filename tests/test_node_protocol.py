@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from idn.client import Client, build_request
-from idn.node.tensors import DTYPES
+from idn.protocol.tensors import DTYPES
 from idn.protos import grpc_service_pb2 as pb
 from tests.onnx_models import ONNX_TYPES
 
@@ -91,7 +91,7 @@ def test_empty_batch(client):
 
 
 def test_raw_input_is_decoded_zero_copy():
-    from idn.node.tensors import decode_raw
+    from idn.protocol.tensors import decode_raw
 
     raw = np.arange(6, dtype=np.float32).tobytes()
     arr = decode_raw("x", "FP32", (2, 3), raw, 100)

@@ -23,6 +23,7 @@ from idn.loadgen import (LoadOptions, LoadReport, answer_output, load_samples, p
                          scale_demand, slo_parameters, top_class)
 from idn.tls import TLSFiles
 from idn.topology import load_topology
+from idn.protocol import params as P
 
 # Wide tables when piped (rich would assume 80 columns); a terminal keeps its own width.
 _WIDTH = shutil.get_terminal_size((160, 40)).columns
@@ -113,7 +114,7 @@ def infer(
     out.print(f"served:   node {res.node} · variant {res.variant} (held-out accuracy {acc}) · "
               f"{res.hops} hop(s) · {res.server_us} us in the server"
               + (" · [yellow]DEGRADED[/yellow] (fallback)" if res.degraded else ""), highlight=False)
-    if res.parameters.get("idn.slo_met") is False:
+    if res.parameters.get(P.SLO_MET) is False:
         out.print("[yellow]note:[/yellow] no target met this request's SLO; the plan's best was used")
 
 

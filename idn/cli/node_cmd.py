@@ -12,8 +12,6 @@ import typer
 from idn.catalog import default_catalog_path, load_catalog
 from idn.cli.app import app
 from idn.config import ConfigError
-from idn.node.server import NodeConfig, NodeServer
-from idn.node.settings import NodeSettings
 from idn.plan import check_plan_against, load_plan
 from idn.tls import TLSFiles
 from idn.topology import load_topology
@@ -98,6 +96,11 @@ def node(
         if unknown:
             raise typer.BadParameter(f"{unknown} not in the catalog; it has {sorted(cat.variants)}",
                                      param_hint="--variant")
+    # The server (ONNX Runtime, prometheus-client) loads only when a node starts, so
+    # `idn infer`, `idn solve` and the other commands stay light.
+    from idn.node.server import NodeConfig, NodeServer
+    from idn.node.settings import NodeSettings
+
     defaults = NodeSettings()
     settings = NodeSettings(
         providers=tuple(provider) if provider else defaults.providers,

@@ -13,7 +13,7 @@ import logging
 import grpc
 
 from idn.node.deployment import Deployment, Phase
-from idn.node.errors import DataPlaneError
+from idn.protocol.status import DataPlaneError
 from idn.node.stats import BOUNDS_MS
 from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc

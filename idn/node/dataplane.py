@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from idn import __version__
-from idn.node.errors import DataPlaneError, InvalidInput, ModelNotFound, Status
+from idn.protocol.status import DataPlaneError, InvalidInput, ModelNotFound, Status
 from idn.node.forwarder import Forwarder, HopFailed, response_facts
 from idn.node.metrics import NodeMetrics
 from idn.node.pacing import Pacer
@@ -27,7 +27,8 @@ from idn.node.runtime import PLATFORM, VariantRuntime
 from idn.node.routing import Action, Decision, RoutingTable
 from idn.node.settings import NodeSettings
 from idn.node.stats import StatsBook
-from idn.node.tensors import TensorMeta, decode_contents, decode_raw
+from idn.protocol.tensors import TensorMeta, decode_contents, decode_raw
+from idn.protocol import params as P
 
 log = logging.getLogger("idn.node")
 
@@ -168,8 +169,8 @@ class DataPlane:
         params = request.parameters
         max_lat = min_acc = None
         try:
-            max_lat = _float_param(params, "idn.max_latency_ms")
-            min_acc = _float_param(params, "idn.min_accuracy")
+            max_lat = _float_param(params, P.MAX_LATENCY_MS)
+            min_acc = _float_param(params, P.MIN_ACCURACY)
             result, degraded = await self._serve(request, max_lat, min_acc, t0)
         except DataPlaneError as e:
             self._record(request, max_lat, min_acc, t0, e.status.value)
@@ -185,7 +186,7 @@ class DataPlane:
                      t0: float) -> tuple[InferenceResponse | Forwarded, bool]:
         try:
             decision = self.router.resolve(request.model_name, self.repository.loaded,
-                                           request.parameters.get("idn.target"), max_lat, min_acc)
+                                           request.parameters.get(P.TARGET), max_lat, min_acc)
         except ValueError as e:
             raise InvalidInput(str(e)) from None
         try:
@@ -209,7 +210,7 @@ class DataPlane:
         seconds = time.perf_counter() - t0
         if self.metrics is not None:
             self.metrics.observe(request.model_name, outcome, seconds)
-        if "idn.via" in request.parameters:
+        if P.VIA in request.parameters:
             return  # only the ingress counts a request class
         ok = outcome in ("local", "forwarded", "degraded")
         task = self.router.task_of(request.model_name) or request.model_name
@@ -222,7 +223,7 @@ class DataPlane:
                                  "route onwards", Status.NOT_FOUND)
         wire = await self.forwarder.forward(decision.next_hop, request.wire, request.deadline, decision.target)
         if not decision.slo_met:
-            wire.parameters["idn.slo_met"].bool_param = False
+            wire.parameters[P.SLO_MET].bool_param = False
         return Forwarded(wire)
 
     async def _best_local(self, task: str) -> str:
@@ -239,7 +240,7 @@ class DataPlane:
 
     async def _local(self, request: InferenceRequest, variant: str, t0: float, slo_met: bool = True,
                      degraded: bool = False) -> InferenceResponse:
-        if variant not in self.repository.loaded and request.parameters.get("idn.target"):
+        if variant not in self.repository.loaded and request.parameters.get(P.TARGET):
             # A peer routed here under a plan this node has not (or no longer) loaded for:
             # load it rather than lose the request while plans change.
             self.on_demand_loads += 1
@@ -256,17 +257,17 @@ class DataPlane:
         names = request.outputs or rt.output_names
         dt = rt.output_datatype
         outputs = [OutputTensor(n, dt[n], a) for n, a in zip(names, arrays)]
-        params: dict[str, Any] = {"idn.variant": rt.name, "idn.hops": 0,
-                                  "idn.server_us": int((time.perf_counter() - t0) * 1e6)}
+        params: dict[str, Any] = {P.VARIANT: rt.name, P.HOPS: 0,
+                                  P.SERVER_US: int((time.perf_counter() - t0) * 1e6)}
         if self.node_id:
-            params["idn.node"] = self.node_id
+            params[P.NODE] = self.node_id
         cat = self.repository.catalog
         if cat is not None and rt.name in cat.variants:
-            params["idn.accuracy"] = cat.variants[rt.name].accuracy
+            params[P.ACCURACY] = cat.variants[rt.name].accuracy
         if degraded:
-            params["idn.degraded"] = True
+            params[P.DEGRADED] = True
         if not slo_met:
-            params["idn.slo_met"] = False
+            params[P.SLO_MET] = False
         return InferenceResponse(rt.name, rt.version, request.id, params, outputs)
 
     def decode_inputs(self, rt: VariantRuntime, inputs: list[InputTensor]) -> tuple[dict[str, np.ndarray], int]:

@@ -28,7 +28,7 @@ from pathlib import Path
 from idn.catalog import Catalog
 from idn.config import ConfigError
 from idn.node.dataplane import DataPlane
-from idn.node.errors import DataPlaneError, InvalidInput, Status
+from idn.protocol.status import DataPlaneError, InvalidInput, Status
 from idn.node.routing import RoutingTable
 from idn.plan import Plan, check_plan_against, parse_plan, plan_to_dict
 from idn.topology import Topology

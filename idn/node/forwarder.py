@@ -17,12 +17,13 @@ from typing import Any
 
 import grpc
 
-from idn.node.errors import DataPlaneError, Status
+from idn.protocol.status import DataPlaneError, Status
 from idn.node.pacing import Pacer
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 from idn.tls import TLSFiles, aio_channel
 from idn.topology import Topology
+from idn.protocol import params as P
 
 # gRPC codes that mean "the next hop could not answer": the data plane may fall back.
 HOP_FAILURES = {Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED}
@@ -60,8 +61,8 @@ class Forwarder:
         if deadline is None:
             deadline = time.monotonic() + self.default_timeout_s
         if target:
-            request.parameters["idn.target"].string_param = target
-        request.parameters["idn.via"].string_param = self.node_id
+            request.parameters[P.TARGET].string_param = target
+        request.parameters[P.VIA].string_param = self.node_id
         delay = self.link_delay_s(next_hop)
         await self._traverse(next_hop, delay, deadline, "towards")
         remaining = deadline - time.monotonic()
@@ -72,7 +73,7 @@ class Forwarder:
             cls = HopFailed if status in HOP_FAILURES else DataPlaneError
             raise cls(f"via {next_hop}: {e.details() or e.code().name}", status) from None
         await self._traverse(next_hop, delay, deadline, "back from")
-        hops = resp.parameters["idn.hops"]
+        hops = resp.parameters[P.HOPS]
         hops.int64_param = hops.int64_param + 1
         return resp
 
@@ -96,6 +97,6 @@ class Forwarder:
 def response_facts(resp: Any) -> tuple[str, str]:
     """(node, variant) that served a forwarded response, for the ingress's stats."""
     p = resp.parameters
-    node = p["idn.node"].string_param if "idn.node" in p else "?"
-    variant = p["idn.variant"].string_param if "idn.variant" in p else resp.model_name
+    node = p[P.NODE].string_param if P.NODE in p else "?"
+    variant = p[P.VARIANT].string_param if P.VARIANT in p else resp.model_name
     return node, variant

@@ -14,28 +14,13 @@ from typing import Any, Callable
 import grpc
 
 from idn.node.dataplane import DataPlane, Forwarded, InferenceRequest, InputTensor
-from idn.node.errors import DataPlaneError, InvalidInput
-from idn.node.tensors import encode_raw
+from idn.protocol.status import DataPlaneError, InvalidInput
+from idn.protocol.params import param_value, set_param
+from idn.protocol.tensors import encode_raw
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger("idn.node")
-
-
-def param_value(p: pb.InferParameter) -> Any:
-    which = p.WhichOneof("parameter_choice")
-    return getattr(p, which) if which else None
-
-
-def set_param(dst: pb.InferParameter, value: Any) -> None:
-    if isinstance(value, bool):
-        dst.bool_param = value
-    elif isinstance(value, int):
-        dst.int64_param = value
-    elif isinstance(value, float):
-        dst.double_param = value
-    else:
-        dst.string_param = str(value)
 
 
 def request_from_proto(msg: pb.ModelInferRequest) -> InferenceRequest:

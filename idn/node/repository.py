@@ -19,7 +19,7 @@ from pathlib import Path
 
 from idn.catalog import Catalog
 from idn.config import sha256_file
-from idn.node.errors import DataPlaneError, ModelNotFound, Status
+from idn.protocol.status import DataPlaneError, ModelNotFound, Status
 from idn.node.runtime import VariantRuntime
 from idn.node.settings import NodeSettings
 

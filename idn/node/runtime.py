@@ -19,9 +19,9 @@ import numpy as np
 import onnxruntime as ort
 
 from idn.node.batcher import Batcher
-from idn.node.errors import InvalidInput, ModelFailed, Overloaded
+from idn.protocol.status import InvalidInput, ModelFailed, Overloaded
 from idn.node.settings import NodeSettings
-from idn.node.tensors import ORT_TYPES, TensorMeta, to_wire_shape
+from idn.protocol.tensors import ORT_TYPES, TensorMeta, to_wire_shape
 
 PLATFORM = "onnx_onnxv1"
 _EWMA = 0.2

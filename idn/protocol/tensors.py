@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from idn.node.errors import InvalidInput
+from idn.protocol.status import InvalidInput
 
 # v2 datatype -> numpy dtype (little-endian, as the wire format requires).
 DTYPES: dict[str, np.dtype] = {
