@@ -26,15 +26,18 @@ File format (YAML or JSON; ``save_plan`` picks by suffix)::
     solver: {name: highs, status: optimal, objective: 1234.5, bound: 1234.5, gap: 0.0,
              time_s: 0.41, options: {alpha: 100, rho: 0.8, budget: null, ...}}
 
-The node router uses ``plan.targets_for(ingress, task)`` (every class entering at that
-node for that task, with its targets; the router filters by the request's own SLO) and
-``plan.variants_on(node)`` (what to load). ``load_plan(save_plan(p))`` equals ``p``.
+A node builds its routing table from the routes entering at it (``plan.routes``; the
+router filters their targets by the request's own SLO) and loads
+``plan.variants_on(node)``; ``plan.targets_for(ingress, task)`` lists one ingress's
+classes for a task (for tools and tests). ``solver.status`` is a :class:`SolveStatus`.
+``load_plan(save_plan(p))`` equals ``p``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from enum import StrEnum
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,11 +70,36 @@ class Route:
     predicted: dict[str, float] = field(default_factory=dict)
 
 
+class SolveStatus(StrEnum):
+    """How a plan's solver run ended (the ``solver.status`` of a plan file).
+
+    OPTIMAL: proven within the solver's default relative gap (1e-4). GAP_LIMIT: stopped
+    at a requested --gap, proven within it. TIME_LIMIT: stopped on time with a plan; the
+    gap says how far from the bound. FEASIBLE: stopped by another limit with a plan.
+    NO_SOLUTION: stopped with no plan and no proof either way (not infeasible).
+    INFEASIBLE: proven that no plan exists. HEURISTIC: a heuristic's plan (its gap is
+    against a bound when one was computed). FAILED: a heuristic found no plan, which says
+    nothing about whether one exists.
+    """
+    OPTIMAL = "optimal"
+    GAP_LIMIT = "gap-limit"
+    TIME_LIMIT = "time-limit"
+    FEASIBLE = "feasible"
+    NO_SOLUTION = "no-solution"
+    INFEASIBLE = "infeasible"
+    HEURISTIC = "heuristic"
+    FAILED = "failed"
+
+    @property
+    def has_plan(self) -> bool:
+        return self not in (SolveStatus.NO_SOLUTION, SolveStatus.INFEASIBLE, SolveStatus.FAILED)
+
+
 @dataclass(frozen=True)
 class SolverFacts:
     """What the solver (or heuristic) reported, honestly: a time-limited run is not 'optimal'."""
     name: str
-    status: str  # optimal | feasible (limit reached, gap below) | infeasible | heuristic | error
+    status: SolveStatus
     objective: float | None = None
     bound: float | None = None
     gap: float | None = None
@@ -134,7 +162,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         } for cid, r in sorted(plan.routes.items())},
         "predicted": dict(plan.predicted),
         "inputs": dict(plan.inputs),
-        "solver": {"name": plan.solver.name, "status": plan.solver.status, "objective": plan.solver.objective,
+        "solver": {"name": plan.solver.name, "status": str(plan.solver.status), "objective": plan.solver.objective,
                    "bound": plan.solver.bound, "gap": plan.solver.gap, "time_s": plan.solver.time_s,
                    "options": dict(plan.solver.options)},
     })
@@ -200,8 +228,12 @@ def parse_plan(doc: Any, file: str | Path | None = None) -> Plan:
             targets=tuple(targets), max_latency_ms=_opt_float(r, "max_latency_ms"),
             min_accuracy=_opt_float(r, "min_accuracy"), predicted=_metrics(r, "predicted"))
     sf = root.sub("solver")
+    status = sf.req("status", str)
+    if status not in SolveStatus.__members__.values():
+        raise sf.error("status", f"unknown solver status {status!r}",
+                       f"use one of {', '.join(s.value for s in SolveStatus)}")
     solver = SolverFacts(
-        name=sf.req("name", str), status=sf.req("status", str), objective=_opt_float(sf, "objective"),
+        name=sf.req("name", str), status=SolveStatus(status), objective=_opt_float(sf, "objective"),
         bound=_opt_float(sf, "bound"), gap=_opt_float(sf, "gap"), time_s=_opt_float(sf, "time_s"),
         options=dict(sf.opt("options", dict, {})))
     inputs = {str(k): str(v) for k, v in root.opt("inputs", dict, {}).items()}

@@ -11,7 +11,7 @@ from idn.catalog import load_catalog, parse_catalog
 from idn.config import ConfigError
 from idn.demand import load_demand, parse_demand
 from idn.latency import LatencyModel, Payload, task_payload
-from idn.node.routing import RoutingTable
+from idn.node.router import RoutingTable
 from idn.placement import PlacementOptions, SolverOptions, build_problem, solve
 from idn.placement.evaluate import evaluate
 from idn.placement.synthetic import catalog_doc, variant_doc

@@ -127,14 +127,14 @@ def test_phases_load_then_switch_then_unload(net):
     apply(net, old)
     edge = net.nodes["edge"].server
     apply(net, new, nodes=["edge"], phase=cpb.ApplyPlanRequest.PREPARE)
-    assert set(edge.repository.loaded) == {"toy-small", "toy-big"} and edge.deployment.version == 1
+    assert set(edge.store.loaded) == {"toy-small", "toy-big"} and edge.deployment.version == 1
     with Client(net.address("edge")) as c:
         assert c.infer("toy", X).variant == "toy-small"  # still routed by the old plan
         apply(net, new, nodes=["edge"], phase=cpb.ApplyPlanRequest.COMMIT)
         assert c.infer("toy", X).variant == "toy-big" and edge.deployment.version == 2
-        assert "toy-small" in edge.repository.loaded  # not yet unloaded
+        assert "toy-small" in edge.store.loaded  # not yet unloaded
         apply(net, new, nodes=["edge"], phase=cpb.ApplyPlanRequest.CLEANUP)
-        assert set(edge.repository.loaded) == {"toy-big"}
+        assert set(edge.store.loaded) == {"toy-big"}
     with pytest.raises(grpc.RpcError) as e:  # CLEANUP of a plan that is not the committed one
         apply(net, old, nodes=["edge"], phase=cpb.ApplyPlanRequest.CLEANUP)
     assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "COMMIT" in e.value.details()
@@ -157,6 +157,11 @@ def test_control_plane_needs_the_token_and_refuses_stale_plans(net):
     with pytest.raises(grpc.RpcError) as e:
         stub.ApplyPlan(cpb.ApplyPlanRequest(plan_json="{not json"), metadata=md, timeout=5)
     assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as e:  # an unknown phase is the caller's mistake, not the node's
+        stub.ApplyPlan(cpb.ApplyPlanRequest(plan_json=json.dumps(plan_to_dict(SPLIT.with_version(9))), phase=99),
+                       metadata=md, timeout=5)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "unknown apply phase 99" in e.value.details()
+    assert stub.GetNodeInfo(cpb.GetNodeInfoRequest(), metadata=md, timeout=5).plan_version == 3
     ch.close()
 
 

@@ -153,9 +153,9 @@ def test_dynamic_batching_merges_waiting_requests_and_splits_answers(model_dir):
         # Each answer is that request's own rows: rows of request i all derive from the value i.
         vals = [r.output()[:, 0] for r in res]
         assert all(np.allclose(v, v[0]) for v in vals) and len({round(float(v[0]), 3) for v in vals}) == 12
-        b = n.server.repository.get("slow").batcher
+        b = n.server.store.get("slow").batcher
         assert b.merged >= 2 and b.batches < 12  # some requests shared a run
-        assert n.server.repository.get("linear").batcher is not None
+        assert n.server.store.get("linear").batcher is not None
     finally:
         n.stop()
 
@@ -163,7 +163,7 @@ def test_dynamic_batching_merges_waiting_requests_and_splits_answers(model_dir):
 def test_models_without_dynamic_leading_dims_are_not_batched(model_dir):
     n = start_node(model_dir, ["fixed", "failing"], max_batch=16)
     try:
-        assert n.server.repository.get("fixed").batcher is None
-        assert n.server.repository.get("failing").batcher is None
+        assert n.server.store.get("fixed").batcher is None
+        assert n.server.store.get("failing").batcher is None
     finally:
         n.stop()

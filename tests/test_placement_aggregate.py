@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from idn.placement import PlacementOptions, build_problem
 from idn.placement.aggregate import aggregate_classes
-from idn.placement.ilp import SolverOptions, solve_ilp
+from idn.placement.backends import SolverOptions
+from idn.placement.ilp import solve_ilp
 from idn.placement.solve import score
 from idn.placement.synthetic import tree_instance
 

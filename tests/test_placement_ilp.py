@@ -11,7 +11,7 @@ from idn.placement import InfeasibleProblem, PlacementOptions, SolverOptions, bu
 from idn.placement.baselines import greedy, lp_round, repository_only, smallest
 from idn.placement.ilp import solve_ilp
 from idn.placement.problem import non_dominated
-from idn.placement.routing import route
+from idn.placement.split import best_split
 from idn.placement.solve import score
 from idn.placement.synthetic import catalog_doc, tree_instance, variant_doc
 from idn.topology import parse_topology
@@ -29,7 +29,7 @@ def brute_force(problem):
             continue
         if problem.options.budget is not None and problem.pair_cost[placed].sum() > problem.options.budget + 1e-9:
             continue
-        shares, _ = route(problem, placed)
+        shares, _ = best_split(problem, placed)
         if shares is not None:
             best = min(best, problem.objective_of(shares))
     return best
@@ -177,7 +177,7 @@ def test_lp_guided_completion_finds_plans_the_fill_misses(monkeypatch, seed, sha
     feasible plans exist: the routing LP widened to every pair that still fits says which
     pairs to add, and the plan routed over them is feasible and never below the ILP bound."""
     from idn.placement import baselines
-    from idn.placement.routing import complete, repair, repair_compute
+    from idn.placement.split import complete, repair, repair_compute
 
     topo, cat, dem = tree_instance(*shape, seed=seed, rate=rate, slo_accuracy=acc)
     p = build_problem(topo, cat, dem, PlacementOptions(alpha=500.0, rho=0.8))
@@ -195,7 +195,7 @@ def test_lp_guided_completion_finds_plans_the_fill_misses(monkeypatch, seed, sha
         assert ev.feasible, (h.__name__, ev.violations)
         assert ev.objective >= opt.facts.bound * (1 - 1e-6)
         placed = repair(p, own[h.__name__].copy())
-        if route(p, placed)[0] is None and repair_compute(p, own[h.__name__])[1] is None:
+        if best_split(p, placed)[0] is None and repair_compute(p, own[h.__name__])[1] is None:
             old_failed += 1  # what these methods reported before: infeasible
             placed2, shares, why = complete(p, placed)
             assert shares is not None and why == "ok"
@@ -208,6 +208,6 @@ def test_lp_guided_completion_finds_plans_the_fill_misses(monkeypatch, seed, sha
 def test_completion_says_when_even_every_fitting_pair_is_not_enough():
     topo, cat, dem = three_node(rate=5000.0, cloud_cores=1)
     p = build_problem(topo, cat, dem, PlacementOptions(alpha=100.0))
-    from idn.placement.routing import complete
+    from idn.placement.split import complete
     placed, shares, why = complete(p, np.zeros(p.n_pairs, dtype=bool))
     assert shares is None and "even with every pair" in why

@@ -69,7 +69,7 @@ def test_cbc_and_highs_agree(seed, budget):
     p = build_problem(topo, cat, dem, PlacementOptions(alpha=300.0, budget=budget))
     if p.unservable:
         return
-    from idn.placement.ilp import SolverOptions
+    from idn.placement.backends import SolverOptions
     a, b = solve_ilp(p, SolverOptions("highs")), solve_ilp(p, SolverOptions("cbc"))
     assert a.facts.status == b.facts.status
     if a.facts.status == "optimal":

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from idn.catalog import load_catalog
-from idn.node.routing import Action, Candidate, RoutingTable, SmoothWRR, parse_target
+from idn.node.router import Action, Candidate, RoutingTable, SmoothWRR, parse_target
 from idn.node.stats import StatsBook
 from idn.topology import load_topology
 from tests.network import line_topology, make_plan, toy_catalog

@@ -1,4 +1,7 @@
-"""`idn up` / `idn down` / `idn apply` / `idn status`: run a topology on this machine and operate it."""
+"""`idn up` / `down` / `apply` / `status` / `control`: run a topology on this machine and operate a network.
+
+`up` and `down` manage local processes (:mod:`idn.launcher`); `apply`, `status` and
+`control` work on any running network, local or not (:mod:`idn.network`, :mod:`idn.controller`)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from idn.cli.app import app
 from idn.config import ConfigError, sha256_file
 from idn.demand import load_demand
 from idn.placement import METHODS, InfeasibleProblem, PlacementOptions, SolverOptions, solve
-from idn.placement.ilp import SolverUnavailable
+from idn.placement.backends import SolverUnavailable
 from idn.placement.solve import Outcome
 from idn.plan import load_plan, save_plan
 from idn.topology import load_topology

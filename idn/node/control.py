@@ -13,7 +13,8 @@ import logging
 import grpc
 
 from idn.node.deployment import Deployment, Phase
-from idn.protocol.status import DataPlaneError
+from idn.node.handlers import answers_errors
+from idn.protocol.status import InvalidInput
 from idn.node.stats import BOUNDS_MS
 from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc
@@ -39,6 +40,7 @@ class ControlServicer(cpb_grpc.NodeControlServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED,
                                 "missing or wrong control token (metadata 'authorization: Bearer <token>')")
 
+    @answers_errors
     async def GetNodeInfo(self, request, context):
         await self._authorize(context)
         dp = self.deployment.dataplane
@@ -46,18 +48,22 @@ class ControlServicer(cpb_grpc.NodeControlServicer):
         return cpb.NodeInfo(
             id=dp.node_id, tier=n.tier if n else "", address=self.address,
             mem_mb=n.mem_mb if n else 0.0, cores=n.cores if n else 0.0,
-            variants=sorted(dp.repository.loaded), plan_version=self.deployment.version, ready=dp.ready(),
+            variants=sorted(dp.store.loaded), plan_version=self.deployment.version, ready=dp.ready(),
             hardware_class=(n.hardware_class or "") if n else "", slowdown=dp.slowdown,
             repository=bool(n.repository) if n else True)
 
+    @answers_errors
     async def ApplyPlan(self, request, context):
         await self._authorize(context)
         try:
-            res = await self.deployment.apply(self.deployment.parse(request.plan_json), phase=Phase(request.phase))
-        except DataPlaneError as e:
-            await context.abort(getattr(grpc.StatusCode, e.status.value), e.message)
+            phase = Phase(request.phase)
+        except ValueError:
+            raise InvalidInput(f"unknown apply phase {request.phase}; use one of "
+                               f"{', '.join(f'{p.value} ({p.name})' for p in Phase)}") from None
+        res = await self.deployment.apply(self.deployment.parse(request.plan_json), phase=phase)
         return cpb.ApplyPlanResponse(version=res.version, loaded=res.loaded, unloaded=res.unloaded, kept=res.kept)
 
+    @answers_errors
     async def GetStats(self, request, context):
         await self._authorize(context)
         w = self.deployment.dataplane.stats.window(request.since)

@@ -22,9 +22,9 @@ from idn.protocol.status import DataPlaneError, InvalidInput, ModelNotFound, Sta
 from idn.node.forwarder import Forwarder, HopFailed, response_facts
 from idn.node.metrics import NodeMetrics
 from idn.node.pacing import Pacer
-from idn.node.repository import ModelRepository, ModelState
+from idn.node.store import VariantStore, ModelState
 from idn.node.runtime import PLATFORM, VariantRuntime
-from idn.node.routing import Action, Decision, RoutingTable
+from idn.node.router import Action, Resolution, RoutingTable
 from idn.node.settings import NodeSettings
 from idn.node.stats import StatsBook
 from idn.protocol.tensors import TensorMeta, decode_contents, decode_raw
@@ -108,12 +108,12 @@ class DataPlane:
     against one table from start to end, and the swap is a single assignment.
     """
 
-    def __init__(self, repository: ModelRepository, settings: NodeSettings, node_id: str = "", router: RoutingTable | None = None, forwarder: Forwarder | None = None,
+    def __init__(self, store: VariantStore, settings: NodeSettings, node_id: str = "", router: RoutingTable | None = None, forwarder: Forwarder | None = None,
                  slowdown: float = 1.0):
-        self.repository = repository
+        self.store = store
         self.settings = settings
         self.node_id = node_id
-        self.router = router or RoutingTable(node_id, None, repository.catalog)
+        self.router = router or RoutingTable(node_id, None, store.catalog)
         self.forwarder = forwarder
         self.slowdown = slowdown  # emulation: local compute takes this many times longer
         self.pacer = Pacer()
@@ -128,13 +128,13 @@ class DataPlane:
         return True
 
     def ready(self) -> bool:
-        return self.accepting and self.repository.ready()
+        return self.accepting and self.store.ready()
 
     def server_metadata(self) -> tuple[str, str, tuple[str, ...]]:
         return SERVER_NAME, __version__, EXTENSIONS
 
     def runtime(self, name: str, version: str = "") -> VariantRuntime:
-        rt = self.repository.get(name)
+        rt = self.store.get(name)
         if version and version != rt.version:
             raise ModelNotFound(f"model '{name}' has no version '{version}'; available: ['{rt.version}']")
         return rt
@@ -153,13 +153,13 @@ class DataPlane:
     # -- repository extension -----------------------------------------------------------------
 
     def repository_index(self, ready_only: bool = False) -> list[ModelState]:
-        return self.repository.index(ready_only)
+        return self.store.index(ready_only)
 
     async def load(self, name: str, source: bytes | None = None) -> None:
-        await self.repository.load(name, source)
+        await self.store.load(name, source)
 
     async def unload(self, name: str) -> None:
-        await self.repository.unload(name)
+        await self.store.unload(name)
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -185,7 +185,7 @@ class DataPlane:
     async def _serve(self, request: InferenceRequest, max_lat: float | None, min_acc: float | None,
                      t0: float) -> tuple[InferenceResponse | Forwarded, bool]:
         try:
-            decision = self.router.resolve(request.model_name, self.repository.loaded,
+            decision = self.router.resolve(request.model_name, self.store.loaded,
                                            request.parameters.get(P.TARGET), max_lat, min_acc)
         except ValueError as e:
             raise InvalidInput(str(e)) from None
@@ -198,7 +198,7 @@ class DataPlane:
             return await self._local(request, variant, t0, decision.slo_met), False
         except HopFailed as e:
             fallback = self.router.best_local_variant(self.router.task_of(request.model_name) or "",
-                                                      self.repository.loaded)
+                                                      self.store.loaded)
             if fallback is None:
                 raise
             log.warning("%s; serving %s locally (degraded)", e, fallback)
@@ -217,7 +217,7 @@ class DataPlane:
         self.stats.record(self.node_id, task, max_lat, min_acc, seconds * 1e3, ok, served_by,
                           outcome == "degraded")
 
-    async def _forward(self, request: InferenceRequest, decision: Decision) -> Forwarded:
+    async def _forward(self, request: InferenceRequest, decision: Resolution) -> Forwarded:
         if self.forwarder is None or decision.next_hop is None or request.wire is None:
             raise DataPlaneError(f"model '{request.model_name}' is not served here and this node has no "
                                  "route onwards", Status.NOT_FOUND)
@@ -228,24 +228,24 @@ class DataPlane:
 
     async def _best_local(self, task: str) -> str:
         """The repository's answer for a task nothing closer serves: its most accurate variant."""
-        best = self.router.best_local_variant(task, self.repository.loaded)
+        best = self.router.best_local_variant(task, self.store.loaded)
         if best is not None:
             return best
-        cat = self.repository.catalog
+        cat = self.store.catalog
         if cat is None or task not in cat.tasks:
             raise ModelNotFound(f"model '{task}' is neither a task nor a variant this network knows")
         best = max(cat.tasks[task].variants.values(), key=lambda v: v.accuracy).name
-        await self.repository.load(best)
+        await self.store.load(best)
         return best
 
     async def _local(self, request: InferenceRequest, variant: str, t0: float, slo_met: bool = True,
                      degraded: bool = False) -> InferenceResponse:
-        if variant not in self.repository.loaded and request.parameters.get(P.TARGET):
+        if variant not in self.store.loaded and request.parameters.get(P.TARGET):
             # A peer routed here under a plan this node has not (or no longer) loaded for:
             # load it rather than lose the request while plans change.
             self.on_demand_loads += 1
             log.warning("loading %s on demand for a request routed by another plan", variant)
-            await self.repository.load(variant)
+            await self.store.load(variant)
         rt = self.runtime(variant, request.model_version if variant == request.model_name else "")
         feeds, batch = self.decode_inputs(rt, request.inputs)
         if request.outputs:
@@ -261,7 +261,7 @@ class DataPlane:
                                   P.SERVER_US: int((time.perf_counter() - t0) * 1e6)}
         if self.node_id:
             params[P.NODE] = self.node_id
-        cat = self.repository.catalog
+        cat = self.store.catalog
         if cat is not None and rt.name in cat.variants:
             params[P.ACCURACY] = cat.variants[rt.name].accuracy
         if degraded:

@@ -29,7 +29,7 @@ from idn.catalog import Catalog
 from idn.config import ConfigError
 from idn.node.dataplane import DataPlane
 from idn.protocol.status import DataPlaneError, InvalidInput, Status
-from idn.node.routing import RoutingTable
+from idn.node.router import RoutingTable
 from idn.plan import Plan, check_plan_against, parse_plan, plan_to_dict
 from idn.topology import Topology
 
@@ -113,7 +113,7 @@ class Deployment:
 
     async def _make(self, plan: Plan) -> tuple[str, ...]:
         """Load what the plan puts here; the current routing table keeps serving meanwhile."""
-        repo = self.dataplane.repository
+        repo = self.dataplane.store
         new = [v for v in plan.variants_on(self.node_id) if v not in repo.loaded]
         for v in new:
             await repo.load(v)
@@ -121,13 +121,13 @@ class Deployment:
 
     def _switch(self, plan: Plan) -> None:
         """Persist, then route by the plan: one assignment, so each request sees one table."""
-        self.dataplane.repository.configured = set(plan.variants_on(self.node_id)) | self.pinned
+        self.dataplane.store.configured = set(plan.variants_on(self.node_id)) | self.pinned
         self._persist(plan)
         self.dataplane.router = RoutingTable(self.node_id, self.topology, self.catalog, plan)
 
     async def _break(self, plan: Plan, loaded: tuple[str, ...]) -> ApplyResult:
         """Unload what the plan does not need, each variant after its in-flight requests finished."""
-        repo = self.dataplane.repository
+        repo = self.dataplane.store
         wanted = set(plan.variants_on(self.node_id))
         stale = sorted(v for v in repo.loaded if v not in wanted and v not in self.pinned)
         for v in stale:

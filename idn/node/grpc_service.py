@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 import grpc
 
+from idn.node.handlers import answers_errors
 from idn.node.dataplane import DataPlane, Forwarded, InferenceRequest, InputTensor
 from idn.protocol.status import DataPlaneError, InvalidInput
 from idn.protocol.params import param_value, set_param
@@ -53,13 +54,6 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, dataplane: DataPlane):
         self.dp = dataplane
 
-    async def _fail(self, context: grpc.aio.ServicerContext, err: Exception) -> None:
-        if isinstance(err, DataPlaneError):
-            code = getattr(grpc.StatusCode, err.status.value)
-            await context.abort(code, err.message)
-        log.exception("unexpected error in handler")
-        await context.abort(grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {err}")
-
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=self.dp.live())
 
@@ -73,25 +67,21 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
         name, version, ext = self.dp.server_metadata()
         return pb.ServerMetadataResponse(name=name, version=version, extensions=ext)
 
+    @answers_errors
     async def ModelMetadata(self, request, context):
-        try:
-            md = self.dp.model_metadata(request.name, request.version)
-        except Exception as e:
-            await self._fail(context, e)
+        md = self.dp.model_metadata(request.name, request.version)
         resp = pb.ModelMetadataResponse(name=md.name, versions=md.versions, platform=md.platform)
         _tensor_meta(resp.inputs, md.inputs)
         _tensor_meta(resp.outputs, md.outputs)
         return resp
 
+    @answers_errors
     async def ModelInfer(self, request, context):
-        try:
-            req = request_from_proto(request)
-            remaining = context.time_remaining()
-            if remaining is not None:
-                req.deadline = time.monotonic() + remaining
-            res = await self.dp.infer(req)
-        except Exception as e:
-            await self._fail(context, e)
+        req = request_from_proto(request)
+        remaining = context.time_remaining()
+        if remaining is not None:
+            req.deadline = time.monotonic() + remaining
+        res = await self.dp.infer(req)
         if isinstance(res, Forwarded):
             return res.wire
         resp = pb.ModelInferResponse(model_name=res.model_name, model_version=res.model_version, id=res.id)
@@ -109,18 +99,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             resp.models.add(name=st.name, version="1", state=st.state, reason=st.reason)
         return resp
 
+    @answers_errors
     async def RepositoryModelLoad(self, request, context):
-        try:
-            await self.dp.load(request.model_name, _uploaded_model(request))
-        except Exception as e:
-            await self._fail(context, e)
+        await self.dp.load(request.model_name, _uploaded_model(request))
         return pb.RepositoryModelLoadResponse()
 
+    @answers_errors
     async def RepositoryModelUnload(self, request, context):
-        try:
-            await self.dp.unload(request.model_name)
-        except Exception as e:
-            await self._fail(context, e)
+        await self.dp.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
 

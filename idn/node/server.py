@@ -26,8 +26,8 @@ from idn.node.deployment import Deployment
 from idn.node.forwarder import Forwarder
 from idn.node.metrics import NodeMetrics
 from idn.node.grpc_service import InferenceServicer, add_servicer
-from idn.node.repository import ModelRepository
-from idn.node.routing import RoutingTable
+from idn.node.store import VariantStore
+from idn.node.router import RoutingTable
 from idn.node.settings import NodeSettings
 from idn.plan import Plan
 from idn.protos import control_pb2 as cpb
@@ -79,14 +79,14 @@ class NodeServer:
         self.config = config
         s = config.settings
         self.executor = ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="idn-ort")
-        self.repository = ModelRepository(s, self.executor, sources=config.models, catalog=config.catalog)
+        self.store = VariantStore(s, self.executor, sources=config.models, catalog=config.catalog)
         node = config.node
         forwarder = None
         if config.topology is not None:
             forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,
                                   s.max_message_bytes, tls=config.tls)
         self.dataplane = DataPlane(
-            self.repository, s, node_id=config.node_id,
+            self.store, s, node_id=config.node_id,
             router=RoutingTable(config.node_id, config.topology, config.catalog), forwarder=forwarder,
             slowdown=node.slowdown if (node is not None and config.emulate) else 1.0)
         self.deployment = Deployment(config.node_id, config.topology, config.catalog, self.dataplane,
@@ -124,18 +124,18 @@ class NodeServer:
         if self.config.metrics_port is not None:
             m = NodeMetrics(self.dataplane.node_id)
             m.plan_version.set_function(lambda: self.deployment.version)
-            m.loaded.set_function(lambda: len(self.repository.loaded))
+            m.loaded.set_function(lambda: len(self.store.loaded))
             self.metrics_port = m.serve(self.config.metrics_port, self.config.listen.rsplit(":", 1)[0])
             self.dataplane.metrics = m
         await self._set_health(False)
         await self.server.start()
-        await self.repository.load_all([*self.config.models, *self.config.variants])
+        await self.store.load_all([*self.config.models, *self.config.variants])
         restored = await self.deployment.restore()
         if restored is None and self.config.plan is not None:
             await self.deployment.apply(self.config.plan, check_version=False)
         await self._set_health(self.dataplane.ready())
         log.info("idn node %s listening on %s serving %s (plan v%d)%s", self.dataplane.node_id, self.address,
-                 sorted(self.repository.loaded) or "no variants", self.deployment.version,
+                 sorted(self.store.loaded) or "no variants", self.deployment.version,
                  f", metrics on :{self.metrics_port}/metrics" if self.metrics_port else "")
 
     async def _set_health(self, serving: bool) -> None:

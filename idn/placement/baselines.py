@@ -35,12 +35,13 @@ import numpy as np
 from idn.catalog import Catalog
 from idn.latency import LatencyModel, meets_latency
 from idn.placement.aggregate import aggregate_classes
-from idn.placement.ilp import SolverOptions, build_model, run_model, values
+from idn.placement.backends import SolverOptions, run_model
+from idn.placement.model import build_model, values
 from idn.placement.ledger import Ledger
 from idn.placement.problem import Problem
-from idn.placement.routing import complete, repair, repair_compute, route
+from idn.placement.split import best_split, complete, repair, repair_compute
 from idn.placement.solution import Solution, from_arrays
-from idn.plan import SolverFacts
+from idn.plan import SolveStatus, SolverFacts
 from idn.topology import Topology
 
 HEURISTICS = ("repository", "smallest", "greedy", "lp-round")
@@ -50,14 +51,14 @@ def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: So
             bound: float | None = None) -> Solution:
     own = placed.copy()
     placed = repair(problem, placed)
-    shares, why = route(problem, placed, opts)
+    shares, why = best_split(problem, placed, opts)
     if shares is None:
         # the caps cannot carry the demand on these placements: repair with compute in mind,
         # starting again from the method's own placements
         filled, fill, why = repair_compute(problem, own)
         if fill is not None:
             placed = filled
-            shares, why = route(problem, placed, opts)
+            shares, why = best_split(problem, placed, opts)
             if shares is None:  # numerically refused by the LP: the fill itself is feasible
                 shares, why = fill, "compute-aware fill"
         else:
@@ -77,12 +78,12 @@ def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: So
     elapsed = time.perf_counter() - t0
     base_opts = {**problem.options.as_dict(), "solver": name}
     if shares is None:
-        facts = SolverFacts(name, "infeasible", None, bound, None, round(elapsed, 6), {**base_opts, "solver_message": why})
+        facts = SolverFacts(name, SolveStatus.INFEASIBLE, None, bound, None, round(elapsed, 6), {**base_opts, "solver_message": why})
         sol = Solution(name, {}, {}, facts)
     else:
         obj = problem.objective_of(shares)
         gap = None if bound is None else max(0.0, obj - bound) / max(abs(obj), 1e-9)
-        facts = SolverFacts(name, "heuristic", obj, bound, gap, round(elapsed, 6), base_opts)
+        facts = SolverFacts(name, SolveStatus.HEURISTIC, obj, bound, gap, round(elapsed, 6), base_opts)
         sol = from_arrays(problem, name, shares, facts)
     sol.solve_s = elapsed
     return sol
@@ -90,7 +91,7 @@ def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: So
 
 def _used_by_unconstrained_routing(problem: Problem, opts: SolverOptions) -> np.ndarray:
     """Pairs the routing LP uses when every candidate pair is placed (memory and budget ignored)."""
-    shares, _ = route(problem, np.ones(problem.n_pairs, dtype=bool), opts)
+    shares, _ = best_split(problem, np.ones(problem.n_pairs, dtype=bool), opts)
     if shares is None:
         return np.zeros(problem.n_pairs, dtype=bool)
     flow = np.bincount(problem.tri_pair, weights=shares, minlength=problem.n_pairs)
@@ -115,7 +116,7 @@ def repository_only(problem: Problem, topology: Topology, catalog: Catalog) -> S
         routes[r] = [(repo, name, 1.0)]
         placements.setdefault(repo, set()).add(name)
     elapsed = time.perf_counter() - t0
-    facts = SolverFacts("repository", "heuristic", None, None, None, round(elapsed, 6),
+    facts = SolverFacts("repository", SolveStatus.HEURISTIC, None, None, None, round(elapsed, 6),
                         {**problem.options.as_dict(), "solver": "repository"})
     sol = Solution("repository", placements, routes, facts)
     sol.solve_s = elapsed

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from idn.catalog import Catalog
 from idn.demand import Demand
 from idn.latency import LatencyModel
-from idn.placement.ilp import SolverOptions, build_model, run_model
+from idn.placement.backends import SolverOptions, run_model
+from idn.placement.model import build_model
 from idn.placement.problem import MIB, Problem
 from idn.topology import Topology
 

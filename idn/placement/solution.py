@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from idn.placement.problem import Problem
-from idn.plan import Plan, Route, SolverFacts, Target, now_iso
+from idn.plan import Plan, Route, SolveStatus, SolverFacts, Target, now_iso
 
 SHARE_EPS = 1e-7  # shares below this are solver noise
 
@@ -31,7 +31,7 @@ class Solution:
 
     @property
     def feasible(self) -> bool:
-        return self.facts.status not in ("infeasible", "no-solution", "error")
+        return SolveStatus(self.facts.status).has_plan
 
 
 def from_arrays(problem: Problem, method: str, shares: np.ndarray, facts: SolverFacts,

@@ -33,7 +33,10 @@ class ModelState:
     reason: str = ""
 
 
-class ModelRepository:
+class VariantStore:
+    """This node's variants: loadable ones and loaded ones (Triton calls it the model repository;
+    IDN keeps "repository" for the node that serves every task)."""
+
     def __init__(self, settings: NodeSettings, executor: Executor | None = None,
                  sources: dict[str, Path] | None = None, catalog: Catalog | None = None):
         self.settings = settings

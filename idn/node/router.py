@@ -38,7 +38,7 @@ class Action(Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
+class Resolution:
     action: Action
     variant: str | None = None
     node: str | None = None      # the node that will serve (None: not chosen yet)
@@ -166,18 +166,18 @@ class RoutingTable:
     # -- resolution -----------------------------------------------------------------------
 
     def resolve(self, model: str, loaded: set[str] | dict, target: str | None = None,
-                max_latency_ms: float | None = None, min_accuracy: float | None = None) -> Decision:
+                max_latency_ms: float | None = None, min_accuracy: float | None = None) -> Resolution:
         if target:
             node, variant = parse_target(target)
             if node == self.node_id:
-                return Decision(Action.LOCAL, variant, node)
-            return Decision(Action.FORWARD, variant, node, self._next_hop(node))
+                return Resolution(Action.LOCAL, variant, node)
+            return Resolution(Action.FORWARD, variant, node, self._next_hop(node))
         if model in loaded:
-            return Decision(Action.LOCAL, model, self.node_id)
+            return Resolution(Action.LOCAL, model, self.node_id)
         if self.catalog is not None and model in self.catalog.variants:
             holder = self._pinned.get(model)
             if holder is not None and holder != self.node_id:
-                return Decision(Action.FORWARD, model, holder, self._next_hop(holder))
+                return Resolution(Action.FORWARD, model, holder, self._next_hop(holder))
             return self._towards_repository(model, variant=model)
         if model in self._classes:
             return self._choose(model, slo_key(max_latency_ms, min_accuracy))
@@ -185,14 +185,14 @@ class RoutingTable:
             return self._towards_repository(model)
         nxt = self.towards_repository()
         if nxt is not None:
-            return Decision(Action.FORWARD, next_hop=nxt)
-        return Decision(Action.LOCAL, model, self.node_id)  # the data plane answers NOT_FOUND
+            return Resolution(Action.FORWARD, next_hop=nxt)
+        return Resolution(Action.LOCAL, model, self.node_id)  # the data plane answers NOT_FOUND
 
-    def _towards_repository(self, task_or_variant: str, variant: str | None = None) -> Decision:
+    def _towards_repository(self, task_or_variant: str, variant: str | None = None) -> Resolution:
         if self.is_repository():
-            return Decision(Action.LOCAL, variant, self.node_id) if variant else Decision(Action.BEST_LOCAL,
+            return Resolution(Action.LOCAL, variant, self.node_id) if variant else Resolution(Action.BEST_LOCAL,
                                                                                          node=self.node_id)
-        return Decision(Action.FORWARD, variant, None, self.towards_repository())
+        return Resolution(Action.FORWARD, variant, None, self.towards_repository())
 
     def _next_hop(self, node: str) -> str:
         if self.topology is None:
@@ -201,7 +201,7 @@ class RoutingTable:
             raise ValueError(f"idn.target names unknown node {node!r}")
         return self.topology.next_hop(self.node_id, node)
 
-    def _choose(self, task: str, slo: tuple[float | None, float | None]) -> Decision:
+    def _choose(self, task: str, slo: tuple[float | None, float | None]) -> Resolution:
         exact = self._classes[task].get(slo)
         met = True
         if exact is not None:
@@ -220,8 +220,8 @@ class RoutingTable:
             wrr = self._wrr[key] = SmoothWRR(cands)
         c = wrr.pick()
         if c.node == self.node_id:
-            return Decision(Action.LOCAL, c.variant, c.node, slo_met=met)
-        return Decision(Action.FORWARD, c.variant, c.node, self._next_hop(c.node), slo_met=met)
+            return Resolution(Action.LOCAL, c.variant, c.node, slo_met=met)
+        return Resolution(Action.FORWARD, c.variant, c.node, self._next_hop(c.node), slo_met=met)
 
     def best_local_variant(self, task: str, loaded: set[str] | dict) -> str | None:
         """The most accurate loaded variant of a task (the degraded fallback and the repository's default)."""

@@ -1,4 +1,4 @@
-"""Routing for fixed placements: the best split of every class over what is placed.
+"""The split for fixed placements: the best share of every class over what is placed.
 
 With x fixed the ILP becomes an LP in y alone (every class fully served, compute caps).
 When no compute cap binds the LP separates by class and each class simply takes its
@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 
 from idn.placement.aggregate import aggregate_classes
-from idn.placement.ilp import SolverOptions, build_model, run_model, values
+from idn.placement.backends import SolverOptions, run_model
+from idn.placement.model import build_model, values
 from idn.placement.ledger import Ledger
 from idn.placement.problem import Problem
 
@@ -50,7 +51,7 @@ def node_loads(problem: Problem, shares: np.ndarray) -> np.ndarray:
     return np.bincount(tri_node, weights=problem.tri_load * shares, minlength=len(problem.node_ids))
 
 
-def route(problem: Problem, placed: np.ndarray, opts: SolverOptions = SolverOptions()) -> tuple[np.ndarray | None, str]:
+def best_split(problem: Problem, placed: np.ndarray, opts: SolverOptions = SolverOptions()) -> tuple[np.ndarray | None, str]:
     """Optimal shares for a fixed placement, or (None, reason) when no split is feasible."""
     best = cheapest_placed(problem, placed)
     missing = int(np.sum(best < 0))
@@ -219,7 +220,7 @@ def complete(problem: Problem, placed: np.ndarray, opts: SolverOptions = SolverO
         wide = placed | fits
         if not (wide & ~placed).any():
             return placed, None, why
-        shares, why_wide = route(problem, wide, opts)
+        shares, why_wide = best_split(problem, wide, opts)
         if shares is None:
             return placed, None, (why_wide + " (even with every pair that still fits memory and budget placed)")
         flow = np.bincount(problem.tri_pair, weights=shares * problem.rate[problem.tri_class], minlength=problem.n_pairs)
@@ -231,7 +232,7 @@ def complete(problem: Problem, placed: np.ndarray, opts: SolverOptions = SolverO
                 added += 1
         if added == len(new):  # the widened LP's split uses placed pairs only: optimal over them
             return placed, shares, "ok"
-        shares, why = route(problem, placed, opts)
+        shares, why = best_split(problem, placed, opts)
         if shares is not None:
             return placed, shares, "ok"
         if added == 0:
