@@ -219,7 +219,7 @@ class ControlClient:
         """``ApplyPlanResponse`` (loaded / unloaded / kept); FAILED_PRECONDITION for a stale version.
 
         ``phase``: APPLY (all at once on this node) or PREPARE / COMMIT / CLEANUP, each of
-        which a network change runs on every node before the next (``launcher.push_plan``)."""
+        which a network change runs on every node before the next (``network.push_plan``)."""
         return self.stub.ApplyPlan(cpb.ApplyPlanRequest(plan_json=plan_json, phase=phase), metadata=self._metadata,
                                    timeout=self.timeout)
 

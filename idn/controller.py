@@ -18,7 +18,7 @@ from typing import Iterable
 from idn.catalog import Catalog
 from idn.client import ControlClient
 from idn.demand import Demand, RequestClass, class_id
-from idn.launcher import push_plan
+from idn.network import push_plan
 from idn.placement import solve
 from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.problem import PlacementOptions

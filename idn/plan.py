@@ -96,6 +96,16 @@ class SolveStatus(StrEnum):
 
 
 @dataclass(frozen=True)
+class ApplyResult:
+    """What applying (one phase of) a plan did on one node."""
+    version: int
+    loaded: tuple[str, ...]
+    unloaded: tuple[str, ...]
+    kept: tuple[str, ...]
+    node: str = ""
+
+
+@dataclass(frozen=True)
 class SolverFacts:
     """What the solver (or heuristic) reported, honestly: a time-limited run is not 'optimal'."""
     name: str

@@ -30,20 +30,12 @@ from idn.config import ConfigError
 from idn.node.dataplane import DataPlane
 from idn.protocol.status import DataPlaneError, InvalidInput, Status
 from idn.node.router import RoutingTable
-from idn.plan import Plan, check_plan_against, parse_plan, plan_to_dict
+from idn.plan import ApplyResult, Plan, check_plan_against, parse_plan, plan_to_dict
 from idn.topology import Topology
 
 log = logging.getLogger("idn.node")
 
 PLAN_FILE = "plan.json"
-
-
-@dataclass(frozen=True)
-class ApplyResult:
-    version: int
-    loaded: tuple[str, ...]
-    unloaded: tuple[str, ...]
-    kept: tuple[str, ...]
 
 
 class Phase(IntEnum):
@@ -105,10 +97,10 @@ class Deployment:
                                      Status.FAILED_PRECONDITION)
             loaded = await self._make(plan)
             if phase is Phase.PREPARE:
-                return ApplyResult(plan.version, loaded, (), self._kept(plan, loaded))
+                return ApplyResult(plan.version, loaded, (), self._kept(plan, loaded), self.node_id)
             self._switch(plan)
             if phase is Phase.COMMIT:
-                return ApplyResult(plan.version, loaded, (), self._kept(plan, loaded))
+                return ApplyResult(plan.version, loaded, (), self._kept(plan, loaded), self.node_id)
             return await self._break(plan, loaded)
 
     async def _make(self, plan: Plan) -> tuple[str, ...]:
@@ -132,7 +124,7 @@ class Deployment:
         stale = sorted(v for v in repo.loaded if v not in wanted and v not in self.pinned)
         for v in stale:
             await repo.unload(v)
-        res = ApplyResult(plan.version, loaded, tuple(stale), self._kept(plan, loaded))
+        res = ApplyResult(plan.version, loaded, tuple(stale), self._kept(plan, loaded), self.node_id)
         log.info("plan v%d: loaded %s, unloaded %s, kept %s", plan.version, list(res.loaded),
                  list(res.unloaded), list(res.kept))
         return res
