@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PROTOS := $(wildcard proto/*.proto)
 STUBS  := idn/protos/.stamp
 
-.PHONY: run test proto models bench clean
+.PHONY: run test lint proto models bench clean
 
 $(VENV)/.stamp: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "IDN needs Python >= 3.11 (set PYTHON=...)"'
@@ -23,8 +23,16 @@ $(STUBS): $(PROTOS) $(VENV)/.stamp
 
 proto: $(STUBS)
 
-test: $(STUBS)
+test: $(STUBS) lint
 	$(PY) -m pytest -q
+
+# ruff (lint, import order) and mypy (types, untyped bodies checked) on the package;
+# ruff also on the tests and benchmarks.
+lint: $(STUBS)
+	$(PY) -m ruff check idn tests benchmarks
+	$(PY) -m mypy
+	@! grep -rnE 'type: ignore(\[[a-z-]+(, *[a-z-]+)*\])? *$$' idn --include=*.py --exclude-dir=protos \
+	  || { echo 'a `# type: ignore` needs its reason on the same line'; exit 1; }
 
 run: $(STUBS)
 	$(VENV)/bin/idn demo

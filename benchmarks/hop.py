@@ -42,12 +42,12 @@ from rich.table import Table  # noqa: E402
 from idn.catalog import Catalog, default_catalog_path, load_catalog  # noqa: E402
 from idn.client import build_request  # noqa: E402
 from idn.launcher import start_network, stop_nodes  # noqa: E402
-from idn.network import push_plan
 from idn.loadgen import answer_output, load_samples  # noqa: E402
+from idn.network import push_plan  # noqa: E402
 from idn.plan import Plan, Route, SolverFacts, Target  # noqa: E402
+from idn.protocol import params as P  # noqa: E402
 from idn.protos import grpc_service_pb2 as pb  # noqa: E402
 from idn.topology import load_topology  # noqa: E402
-from idn.protocol import params as P
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 TARGET_RATIO = 1.3

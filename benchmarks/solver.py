@@ -57,8 +57,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from idn.catalog import Catalog, parse_catalog  # noqa: E402
 from idn.demand import Demand, parse_demand  # noqa: E402
-from idn.placement.baselines import greedy, lp_round, repository_only, smallest  # noqa: E402
 from idn.placement.backends import SolverOptions
+from idn.placement.baselines import greedy, lp_round, repository_only, smallest  # noqa: E402
 from idn.placement.ilp import solve_ilp  # noqa: E402
 from idn.placement.problem import PlacementOptions, build_problem  # noqa: E402
 from idn.placement.solve import score  # noqa: E402

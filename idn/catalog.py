@@ -188,7 +188,7 @@ def parse_catalog(doc: Any, file: str | Path | None = None, verify_hashes: bool 
                 bytes=vf.positive("bytes", int), parameters=vf.positive("parameters", int, allow_zero=True, default=0),
                 flops_per_sample=vf.positive("flops_per_sample", float, allow_zero=True, default=0.0),
                 accuracy=top1, accuracy_split=acc.opt("split", str, ""), accuracy_samples=acc.opt("samples", int, 0),
-                quantization=vf.opt("quantization", str, None),  # type: ignore[arg-type]
+                quantization=vf.opt("quantization", str, None),
                 latency=_latency(vf.sub("latency", required=False)),
             )
         tasks[str(tname)] = Task(

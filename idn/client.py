@@ -7,11 +7,13 @@ synchronous, ``AsyncClient`` the asyncio twin; both share the message building.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
+from idn.protocol import params as P
 from idn.protocol.params import param_value, set_param
 from idn.protocol.tensors import CONTENTS_FIELD, DTYPES, datatype_of, decode_raw, encode_raw
 from idn.protos import control_pb2 as cpb
@@ -19,7 +21,6 @@ from idn.protos import control_pb2_grpc as cpb_grpc
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 from idn.tls import TLSFiles, aio_channel, sync_channel
-from idn.protocol import params as P
 
 _MAX_MSG = 64 * 1024 * 1024
 _CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MAX_MSG), ("grpc.max_send_message_length", _MAX_MSG)]
@@ -121,7 +122,7 @@ class Client:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -169,7 +170,7 @@ class AsyncClient:
     async def close(self) -> None:
         await self.channel.close()
 
-    async def __aenter__(self) -> "AsyncClient":
+    async def __aenter__(self) -> AsyncClient:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
@@ -205,7 +206,7 @@ class ControlClient:
     def close(self) -> None:
         self.channel.close()
 
-    def __enter__(self) -> "ControlClient":
+    def __enter__(self) -> ControlClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -215,7 +216,8 @@ class ControlClient:
         """``NodeInfo``: id, tier, loaded variants, plan version, readiness."""
         return self.stub.GetNodeInfo(cpb.GetNodeInfoRequest(), metadata=self._metadata, timeout=self.timeout)
 
-    def apply_plan(self, plan_json: str, phase: int = cpb.ApplyPlanRequest.APPLY) -> cpb.ApplyPlanResponse:
+    def apply_plan(self, plan_json: str,
+                   phase: cpb.ApplyPlanRequest.Phase = cpb.ApplyPlanRequest.APPLY) -> cpb.ApplyPlanResponse:
         """``ApplyPlanResponse`` (loaded / unloaded / kept); FAILED_PRECONDITION for a stale version.
 
         ``phase``: APPLY (all at once on this node) or PREPARE / COMMIT / CLEANUP, each of

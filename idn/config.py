@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 import yaml
 
 T = TypeVar("T")
+D = TypeVar("D")
+N = TypeVar("N", int, float)
 
 
 class ConfigError(ValueError):
@@ -76,10 +78,10 @@ class Fields:
         self.file = file
         self.where = where
 
-    def path(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
+    def path(self, key: str | int) -> str:
+        return f"{self.where}.{key}" if self.where else str(key)
 
-    def error(self, key: str, problem: str, fix: str | None = None) -> ConfigError:
+    def error(self, key: str | int, problem: str, fix: str | None = None) -> ConfigError:
         return ConfigError(self.file, self.path(key), problem, fix)
 
     def req(self, key: str, typ: type[T], fix: str | None = None) -> T:
@@ -87,19 +89,22 @@ class Fields:
             raise self.error(key, "missing required field", fix or f"add `{key}: <{typ.__name__}>`")
         return self._typed(key, self.data[key], typ)
 
-    def opt(self, key: str, typ: type[T], default: T) -> T:
+    def opt(self, key: str, typ: type[T], default: D) -> T | D:
+        """The field's value checked against ``typ``, or ``default`` (of any type, e.g. None) when absent."""
         if key not in self.data or self.data[key] is None:
             return default
         return self._typed(key, self.data[key], typ)
 
-    def sub(self, key: str, required: bool = True) -> "Fields":
+    def sub(self, key: str | int, required: bool = True) -> Fields:
         if key not in self.data:
             if required:
                 raise self.error(key, "missing required section", f"add a `{key}:` mapping")
             return Fields({}, self.file, self.path(key))
         return Fields(self.data[key], self.file, self.path(key))
 
-    def positive(self, key: str, typ: type[T] = float, default: T | None = None, allow_zero: bool = False) -> T:
+    def positive(self, key: str,
+                 typ: type[N] = float,  # type: ignore[assignment]  # a constrained TypeVar's default
+                 default: N | None = None, allow_zero: bool = False) -> N:
         v = self.req(key, typ) if default is None else self.opt(key, typ, default)
         if v < 0 or (v == 0 and not allow_zero):
             raise self.error(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}")
@@ -113,7 +118,7 @@ class Fields:
 
     def _typed(self, key: str, value: Any, typ: type[T]) -> T:
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
-            return float(value)  # type: ignore[return-value]
+            return float(value)  # type: ignore[return-value]  # typ is float, so T is float
         if typ is int and isinstance(value, bool):
             raise self.error(key, f"expected {_TYPE_NAMES[int]}, got {value!r}")
         if not isinstance(value, typ):

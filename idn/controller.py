@@ -12,8 +12,8 @@ separate from the I/O (``Controller.step``) so it can be tested on its own.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from idn.catalog import Catalog
 from idn.client import ControlClient

@@ -100,14 +100,14 @@ def parse_demand(doc: Any, file: str | Path | None, topology: Topology, catalog:
         if not (rate > 0 and math.isfinite(rate)):
             raise f.error("rate", f"must be > 0 and finite, got {rate}",
                           "rates are requests per second; drop a class that has no traffic")
-        lat = f.opt("max_latency_ms", float, None)  # type: ignore[arg-type]
+        lat = f.opt("max_latency_ms", float, None)
         if lat is not None and not (lat > 0 and math.isfinite(lat)):
             raise f.error("max_latency_ms", f"must be a positive number, got {lat}", "omit it for no latency SLO")
-        acc = f.opt("min_accuracy", float, None)  # type: ignore[arg-type]
+        acc = f.opt("min_accuracy", float, None)
         if acc is not None and not 0.0 <= acc <= 1.0:
             raise f.error("min_accuracy", f"must be within [0, 1], got {acc}", "accuracy is a fraction, e.g. 0.95")
         payload = _payload(f, task_payload(catalog.tasks[task]))
-        cid = f.opt("id", str, None) or class_id(ingress, task, lat, acc)  # type: ignore[arg-type]
+        cid = f.opt("id", str, None) or class_id(ingress, task, lat, acc)
         if cid in seen:
             raise f.error("id", f"class id {cid!r} already used by classes[{seen[cid]}]",
                           "merge the two rates into one class or give each an explicit `id:`")

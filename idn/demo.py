@@ -37,10 +37,9 @@ from typing import Any
 from idn.catalog import Catalog, default_catalog_path, load_catalog
 from idn.client import ControlClient
 from idn.demand import Demand, load_demand
-from idn.launcher import (RUN_ROOT, LaunchError, default_state_path, load_state, pid_runs_node, start_network,
-                          stop_nodes)
-from idn.network import push_plan
+from idn.launcher import RUN_ROOT, LaunchError, default_state_path, load_state, pid_runs_node, start_network, stop_nodes
 from idn.loadgen import LoadOptions, LoadReport, plan_load, run_load
+from idn.network import push_plan
 from idn.placement import solve
 from idn.placement.evaluate import Evaluation, weighted_quantile
 from idn.plan import Plan

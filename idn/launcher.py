@@ -69,7 +69,7 @@ class RunState:
         return json.dumps(asdict(self), indent=1) + "\n"
 
     @classmethod
-    def from_json(cls, text: str, file: Path) -> "RunState":
+    def from_json(cls, text: str, file: Path) -> RunState:
         try:
             doc = json.loads(text)
             nodes = {nid: NodeProcess(**n) for nid, n in doc.pop("nodes").items()}
@@ -194,7 +194,7 @@ def stop_nodes(nodes: dict[str, NodeProcess], timeout_s: float = 10.0,
     for nid, pid in alive.items():
         _signal(pid, signal.SIGKILL)
         outcome[nid] = "killed"
-    for nid, p in procs.items():
+    for p in procs.values():
         try:
             p.wait(timeout=5)
         except subprocess.TimeoutExpired:

@@ -30,10 +30,10 @@ from idn.catalog import Catalog, Task
 from idn.client import build_request, parse_response
 from idn.config import ConfigError
 from idn.demand import Demand, RequestClass
+from idn.protocol import params as P
 from idn.protos import grpc_service_pb2 as pb
 from idn.topology import Topology
 from idn.zoo.samples import INPUTS_KEY, LABELS_KEY  # the sample file format has one owner
-from idn.protocol import params as P
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 MAX_PREBUILT = 512  # distinct prebuilt messages per class: enough variety, bounded memory
@@ -121,7 +121,7 @@ class ClassLoad:
 
     @classmethod
     def build(cls, rc: RequestClass, address: str, task: Task, samples: Samples,
-              rng: np.random.Generator) -> "ClassLoad":
+              rng: np.random.Generator) -> ClassLoad:
         idx = rng.permutation(len(samples))[:MAX_PREBUILT]
         out = answer_output(task)
         params = slo_parameters(rc.max_latency_ms, rc.min_accuracy)
@@ -149,7 +149,7 @@ class LatencySummary:
     mean_ms: float | None
 
     @classmethod
-    def of(cls, values: list[float]) -> "LatencySummary":
+    def of(cls, values: list[float]) -> LatencySummary:
         if not values:
             return cls(None, None, None, None)
         a = np.asarray(values)
@@ -180,7 +180,7 @@ class ClassReport:
     achieved_rps: float
 
     @classmethod
-    def of(cls, load: ClassLoad, outcomes: list[_Outcome], dropped: int, duration_s: float) -> "ClassReport":
+    def of(cls, load: ClassLoad, outcomes: list[_Outcome], dropped: int, duration_s: float) -> ClassReport:
         rc = load.cls
         ok = [o for o in outcomes if o.code == "OK"]
         labelled = [o.correct for o in ok if o.correct is not None]

@@ -37,9 +37,9 @@ from __future__ import annotations
 
 import json
 import math
-from enum import StrEnum
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -140,12 +140,12 @@ class Plan:
         """Nodes holding a variant (for requests that pin a variant by name)."""
         return sorted(n for n, vs in self.placements.items() if variant in vs)
 
-    def with_version(self, version: int) -> "Plan":
+    def with_version(self, version: int) -> Plan:
         return Plan(version, self.placements, self.routes, self.solver, self.inputs, self.predicted, self.created)
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    return datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _clean(x: Any) -> Any:

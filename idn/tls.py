@@ -25,7 +25,7 @@ class TLSFiles:
     ca: bytes | None = None
 
     @staticmethod
-    def load(cert: Path | None = None, key: Path | None = None, ca: Path | None = None) -> "TLSFiles | None":
+    def load(cert: Path | None = None, key: Path | None = None, ca: Path | None = None) -> TLSFiles | None:
         """PEM files -> TLSFiles (None when no file is given); errors name the option and the fix."""
         if cert is None and key is None and ca is None:
             return None

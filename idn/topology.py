@@ -160,8 +160,8 @@ class Topology:
         self.node(ingress)
         tree = self._repo_tree()
         out = [ingress]
-        while tree[out[-1]][1] is not None:
-            out.append(tree[out[-1]][1])  # type: ignore[arg-type]
+        while (nxt := tree[out[-1]][1]) is not None:
+            out.append(nxt)
         return out
 
     def path_delays(self, ingress: str) -> list[tuple[str, float]]:
@@ -178,8 +178,8 @@ class Topology:
         tree = self._tree_towards(b)
         self.node(a)
         out = [a]
-        while out[-1] != b:
-            out.append(tree[out[-1]][1])  # type: ignore[arg-type]
+        while (nxt := tree[out[-1]][1]) is not None:
+            out.append(nxt)
         return out
 
     def next_hop(self, frm: str, to: str) -> str | None:
@@ -210,7 +210,7 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
     fname = str(file) if file is not None else None
     root = Fields(doc, file, "")
     root.check_keys({"nodes", "links", "hardware_class", "overhead_ms", "hop_overhead_ms", "name", "description"})
-    default_hw = root.opt("hardware_class", str, None)  # type: ignore[arg-type]
+    default_hw = root.opt("hardware_class", str, None)
     default_overhead = root.positive("overhead_ms", float, default=0.0, allow_zero=True)
     hop_overhead = root.positive("hop_overhead_ms", float, default=0.0, allow_zero=True)
     raw_nodes = root.req("nodes", list)
@@ -241,9 +241,9 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
         nodes[nid] = Node(
             id=nid, tier=tier, address=addr,
             mem_mb=f.positive("mem_mb", float), cores=f.positive("cores", float),
-            hardware_class=f.opt("hardware_class", str, default_hw),  # type: ignore[arg-type]
+            hardware_class=f.opt("hardware_class", str, default_hw),
             price=price, repository=f.opt("repository", bool, False),
-            parent=f.opt("parent", str, None),  # type: ignore[arg-type]
+            parent=f.opt("parent", str, None),
             slowdown=slowdown, overhead_ms=f.positive("overhead_ms", float, default=default_overhead,
                                                       allow_zero=True),
         )
@@ -263,7 +263,7 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
             raise f.error("b", f"duplicate link between {a!r} and {b!r}", "keep one link per pair")
         seen.add(pair)
         delay = f.positive("delay_ms", float, allow_zero=True)
-        bw = f.opt("bandwidth_mbps", float, None)  # type: ignore[arg-type]
+        bw = f.opt("bandwidth_mbps", float, None)
         if bw is not None and bw <= 0:
             raise f.error("bandwidth_mbps", f"must be > 0, got {bw}")
         if not math.isfinite(delay):

@@ -25,7 +25,7 @@ def make_pki(d: Path) -> dict[str, Path]:
     """ca.pem, then node.pem/node.key and client.pem/client.key signed by it, and a stranger
     (stranger.pem/.key, self-signed: no CA the nodes trust)."""
     d.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idn test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())

@@ -14,7 +14,8 @@ from tests.test_loadgen import toy_world
 
 
 def _node_processes(topology: Path) -> str:
-    return subprocess.run(["pgrep", "-f", "--", f"--topology {topology}"], capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["pgrep", "-f", "--", f"--topology {topology}"], capture_output=True,
+                          text=True).stdout.strip()
 
 
 def test_demo_compares_predicted_and_measured_for_three_plans(tmp_path: Path):

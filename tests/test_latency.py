@@ -12,7 +12,7 @@ from idn.config import ConfigError
 from idn.demand import load_demand, parse_demand
 from idn.latency import LatencyModel, Payload, task_payload
 from idn.node.router import RoutingTable
-from idn.placement import PlacementOptions, SolverOptions, build_problem, solve
+from idn.placement import PlacementOptions, build_problem, solve
 from idn.placement.evaluate import evaluate
 from idn.placement.synthetic import catalog_doc, variant_doc
 from idn.topology import load_topology, parse_topology
@@ -122,7 +122,8 @@ def test_router_and_evaluator_predict_the_same_on_the_demo():
         router_worst = max(x.latency_ms for x in cands)
         assert router_worst == pytest.approx(ev.classes[c.id].worst_p95_ms, rel=1e-12)
         for x in cands:  # and each target, against the model the evaluator uses
-            assert x.latency_ms == LatencyModel(topo, cat).predict(c.ingress, x.node, cat.variant(x.variant)).latency_p95_ms
+            expected = LatencyModel(topo, cat).predict(c.ingress, x.node, cat.variant(x.variant))
+            assert x.latency_ms == expected.latency_p95_ms
             checked += 1
     assert checked >= len(dem.classes)
 
@@ -178,7 +179,8 @@ def test_ilp_objective_equals_evaluator_and_enumeration_with_payload(seed):
     cat = image_catalog()
     classes = [{"ingress": ing, "task": "img", "rate": round(rng.uniform(0.5, 5), 2),
                 **({"max_latency_ms": lat} if lat else {})}
-               for ing, lat in zip(("edge", "reg", "edge"), (None, rng.choice([None, 120, 200]), rng.choice([90, 300])))]
+               for ing, lat in zip(("edge", "reg", "edge"),
+                                   (None, rng.choice([None, 120, 200]), rng.choice([90, 300])))]
     classes[2]["id"] = "third"
     dem = parse_demand({"classes": classes}, "d.yaml", topo, cat)
     alpha = rng.choice([100.0, 400.0, 1500.0])

@@ -14,8 +14,8 @@ import yaml
 from idn.catalog import load_catalog
 from idn.demand import load_demand
 from idn.launcher import start_network, stop_nodes
-from idn.network import push_plan
 from idn.loadgen import LoadOptions, load_samples, plan_load, run_load
+from idn.network import push_plan
 from idn.topology import load_topology
 from tests.network import line_topology, make_plan, toy_catalog
 from tests.test_launcher import idn

@@ -241,9 +241,9 @@ def test_three_plan_changes_under_steady_traffic_lose_no_request(net, phased):
 def test_prometheus_metrics_count_outcomes(tmp_path, catalog_path):
     import urllib.request
 
+    from idn.catalog import load_catalog
     from idn.node.server import NodeConfig
     from tests.conftest import RunningNode
-    from idn.catalog import load_catalog
 
     node = RunningNode(NodeConfig(listen="127.0.0.1:0", catalog=load_catalog(catalog_path),
                                   variants=["toy-small"], metrics_port=0))

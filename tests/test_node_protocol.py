@@ -8,7 +8,6 @@ import pytest
 
 from idn.client import Client, build_request
 from idn.protocol.tensors import DTYPES
-from idn.protos import grpc_service_pb2 as pb
 from tests.onnx_models import ONNX_TYPES
 
 

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -35,7 +36,7 @@ def test_solve_writes_an_auditable_versioned_plan(tmp_path):
     plan = load_plan(out)
     assert plan.version == 1 and plan.solver.status == "optimal" and plan.solver.gap <= 1e-4
     assert set(plan.inputs) == {"topology", "catalog", "demand"} and all(len(h) == 64 for h in plan.inputs.values())
-    assert plan.predicted["objective"] == plan.solver.objective or abs(plan.predicted["objective"] - plan.solver.objective) < 1e-6 * plan.solver.objective
+    assert plan.predicted["objective"] == pytest.approx(plan.solver.objective, rel=1e-6)
     r = CliRunner().invoke(app, [*args, "--solver", "greedy", "-o", str(out)])
     assert r.exit_code == 0, r.output
     assert load_plan(out).version == 2 and load_plan(out).solver.name == "greedy"

@@ -11,8 +11,8 @@ from idn.placement import InfeasibleProblem, PlacementOptions, SolverOptions, bu
 from idn.placement.baselines import greedy, lp_round, repository_only, smallest
 from idn.placement.ilp import solve_ilp
 from idn.placement.problem import non_dominated
-from idn.placement.split import best_split
 from idn.placement.solve import score
+from idn.placement.split import best_split
 from idn.placement.synthetic import catalog_doc, tree_instance, variant_doc
 from idn.topology import parse_topology
 
@@ -24,7 +24,8 @@ def brute_force(problem):
     assert n <= 14, "instance too large to enumerate"
     for bits in itertools.product((False, True), repeat=n):
         placed = np.array(bits, dtype=bool)
-        used = np.bincount(problem.pair_node[placed], weights=problem.pair_size[placed], minlength=len(problem.node_ids))
+        used = np.bincount(problem.pair_node[placed], weights=problem.pair_size[placed],
+                           minlength=len(problem.node_ids))
         if np.any(used > problem.mem + 1e-9):
             continue
         if problem.options.budget is not None and problem.pair_cost[placed].sum() > problem.options.budget + 1e-9:
@@ -58,7 +59,8 @@ def test_domination_keeps_pareto_variants_and_breaks_ties():
         variant_doc("c", 300, 0.95, 9.0), variant_doc("d", 100, 0.9, 5.0),  # d is a's twin: one survives
         variant_doc("e", 50, 0.5, 1.0)]}), verify_hashes=False)
     vs = list(cat.tasks["t"].variants.values())
-    keep = [vs[i].name for i in non_dominated(vs, [(v.latency_ms("cpu-x86_64-2c"), v.latency_ms("cpu-x86_64-2c", quantile="p95")) for v in vs])]
+    times = [(v.latency_ms("cpu-x86_64-2c"), v.latency_ms("cpu-x86_64-2c", quantile="p95")) for v in vs]
+    keep = [vs[i].name for i in non_dominated(vs, times)]
     assert keep == ["a", "c", "e"]
 
 
@@ -66,7 +68,8 @@ def three_node(edge_mem=64, slo=None, budget=None, rate=10.0, cloud_cores=8):
     topo = parse_topology({"hardware_class": "cpu-x86_64-2c", "nodes": [
         {"id": "cloud", "tier": "cloud", "address": "h:1", "mem_mb": 1024, "cores": cloud_cores, "repository": True},
         {"id": "reg", "tier": "regional", "address": "h:2", "mem_mb": 256, "cores": 2, "parent": "cloud"},
-        {"id": "edge", "tier": "edge", "address": "h:3", "mem_mb": edge_mem, "cores": 1, "parent": "reg", "slowdown": 2}],
+        {"id": "edge", "tier": "edge", "address": "h:3", "mem_mb": edge_mem, "cores": 1, "parent": "reg",
+         "slowdown": 2}],
         "links": [{"a": "reg", "b": "cloud", "delay_ms": 20}, {"a": "edge", "b": "reg", "delay_ms": 5}]})
     cat = parse_catalog(catalog_doc({"t": [variant_doc("small", 10 << 20, 0.80, 2.0),
                                            variant_doc("big", 100 << 20, 0.95, 10.0)]}), verify_hashes=False)

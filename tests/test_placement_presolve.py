@@ -5,12 +5,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from idn.demand import parse_demand
 from idn.placement import PlacementOptions, build_problem
 from idn.placement.backends import SolverOptions, run_model
 from idn.placement.ilp import solve_ilp
 from idn.placement.model import build_model
 from idn.placement.solve import score
-from idn.demand import parse_demand
 from idn.placement.synthetic import random_catalog, random_demand_doc, tree_instance, tree_topology_doc
 from idn.topology import parse_topology
 

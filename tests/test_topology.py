@@ -7,8 +7,8 @@ import yaml
 
 from idn.catalog import parse_catalog
 from idn.config import ConfigError
-from idn.placement.synthetic import catalog_doc, variant_doc
 from idn.latency import LatencyModel
+from idn.placement.synthetic import catalog_doc, variant_doc
 from idn.topology import load_topology, parse_topology
 
 ROOT = Path(__file__).resolve().parent.parent

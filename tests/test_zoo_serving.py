@@ -49,10 +49,10 @@ def test_every_variant_serves_its_catalog_accuracy(zoo_node):
 
 
 def test_dynamically_quantized_variants_are_never_batched(tmp_path):
+    import yaml
+
     from idn.node.runtime import VariantRuntime
     from idn.node.settings import NodeSettings
-
-    import yaml
 
     cat = load_catalog(DEFAULT_CATALOG)
     doc = yaml.safe_load(DEFAULT_CATALOG.read_text())

@@ -19,11 +19,20 @@ from idn.cli.app import app
 from idn.client import Client
 from idn.config import ConfigError
 from idn.demand import load_demand
-from idn.loadgen import (LoadOptions, LoadReport, answer_output, load_samples, plan_load, run_load,
-                         scale_demand, slo_parameters, top_class)
+from idn.loadgen import (
+    LoadOptions,
+    LoadReport,
+    answer_output,
+    load_samples,
+    plan_load,
+    run_load,
+    scale_demand,
+    slo_parameters,
+    top_class,
+)
+from idn.protocol import params as P
 from idn.tls import TLSFiles
 from idn.topology import load_topology
-from idn.protocol import params as P
 
 # Wide tables when piped (rich would assume 80 columns); a terminal keeps its own width.
 _WIDTH = shutil.get_terminal_size((160, 40)).columns
@@ -94,9 +103,10 @@ def infer(
             s = load_samples(t)
         except ConfigError as e:
             raise fail(str(e)) from None
-        if not 0 <= sample < len(s):  # type: ignore[operator]
+        assert sample is not None  # either --input or --sample, checked above
+        if not 0 <= sample < len(s):
             raise fail(f"--sample {sample}: the task has {len(s)} held-out samples (0..{len(s) - 1})")
-        x, name = s.one(sample), s.input_name  # type: ignore[arg-type]
+        x, name = s.one(sample), s.input_name
         truth = int(s.labels[sample]) if s.labels is not None else None
         where = f"held-out sample {sample} of {task_name}"
     output = answer_output(t)
@@ -174,7 +184,7 @@ def loadgen(
               f"{duration:g} s", highlight=False)
     try:
         report = asyncio.run(run_load(loads, opts))
-    except asyncio.TimeoutError:
+    except TimeoutError:
         raise fail(f"an ingress of {topology} did not accept a connection within {timeout:g} s "
                    f"(is the network up? `idn up {topology}`)") from None
     out.print(render_load_report(report, f"loadgen {demand.name}: {duration:g} s, seed {seed}"))

@@ -18,7 +18,8 @@ app.add_typer(models_app, name="models")
 
 CatalogOpt = Annotated[Path, typer.Option("--catalog", help="catalog file (its folder holds the ONNX files)")]
 HardwareOpt = Annotated[Optional[str], typer.Option(
-    "--hardware-class", help="key the latency profile is stored under (default: derived from this machine, e.g. cpu-x86_64-2c)")]
+    "--hardware-class",
+    help="key the latency profile is stored under (default: derived from this machine, e.g. cpu-x86_64-2c)")]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -36,8 +37,8 @@ def build(
 ) -> None:
     """Train, export, quantize and evaluate every variant, then write catalog.yaml (fixed seeds)."""
     try:
-        import torch  # noqa: F401
         import sklearn  # noqa: F401
+        import torch  # noqa: F401
     except ImportError as e:
         _fail(f"the zoo build needs the `zoo` extra ({e.name} is missing): "
               "run `make models` or `pip install -e '.[zoo]'`", 2)
@@ -49,7 +50,8 @@ def build(
             _fail(f"unknown task {t!r}: choose from {', '.join(TASKS)}", 2)
     start = time.perf_counter()
     report = build_zoo(models_dir, task, profile=profile, hardware_class=hardware_class, log=typer.echo)
-    typer.echo(f"done in {time.perf_counter() - start:.0f} s: {models_dir / 'catalog.yaml'} lists {len(report.variants)} variants")
+    typer.echo(f"done in {time.perf_counter() - start:.0f} s: {models_dir / 'catalog.yaml'} "
+               f"lists {len(report.variants)} variants")
 
 
 @models_app.command("profile")
@@ -85,7 +87,8 @@ def verify(
         _fail(str(e))
     for c in checks:
         got = "not measured" if c.measured is None else (
-            f"{c.measured.top1:.4f} ({c.measured.correct}/{c.measured.samples}) delta {round(c.delta or 0.0, 6) + 0.0:+.4f}")
+            f"{c.measured.top1:.4f} ({c.measured.correct}/{c.measured.samples}) "
+            f"delta {round(c.delta or 0.0, 6) + 0.0:+.4f}")
         typer.echo(f"  {c.variant:<24} catalog {c.catalog_top1:.4f}  measured {got}")
     for p in problems:
         typer.secho(f"MISMATCH {p}", fg=typer.colors.RED, err=True)
@@ -102,7 +105,8 @@ def list_(
 ) -> None:
     """Print the zoo: size, parameters, FLOPs, accuracy and latency of every variant."""
     from idn.zoo.profile import default_hardware_class
-    from idn.zoo.table import COLUMNS, markdown as to_markdown, pick_hardware_class, rows
+    from idn.zoo.table import COLUMNS, pick_hardware_class, rows
+    from idn.zoo.table import markdown as to_markdown
 
     try:
         cat = load_catalog(catalog, verify_hashes=True)

@@ -17,8 +17,17 @@ from rich.table import Table
 from idn.catalog import default_catalog_path, load_catalog
 from idn.cli.app import app
 from idn.config import ConfigError
-from idn.launcher import (RUN_ROOT, TOKEN_ENV, LaunchError, RunState, default_state_path, load_state,
-                          pid_runs_node, start_network, stop_nodes)
+from idn.launcher import (
+    RUN_ROOT,
+    TOKEN_ENV,
+    LaunchError,
+    RunState,
+    default_state_path,
+    load_state,
+    pid_runs_node,
+    start_network,
+    stop_nodes,
+)
 from idn.network import node_statuses, push_plan
 from idn.placement import InfeasibleProblem, PlacementOptions
 from idn.plan import check_plan_against, load_plan

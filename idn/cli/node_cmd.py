@@ -61,7 +61,8 @@ def node(
     workers: Annotated[int, typer.Option(help="worker threads running models (0 = one per core)")] = 0,
     max_queue: Annotated[int, typer.Option(help="requests admitted per variant before RESOURCE_EXHAUSTED")] = 64,
     max_message_mb: Annotated[float, typer.Option(help="largest gRPC message accepted, MiB")] = 64.0,
-    inline_max_us: Annotated[float, typer.Option(help="runs predicted shorter than this stay on the event loop")] = 200.0,
+    inline_max_us: Annotated[float, typer.Option(
+        help="runs predicted shorter than this stay on the event loop")] = 200.0,
     max_batch: Annotated[int, typer.Option(help="dynamic batching: merge waiting requests up to this many "
                                                 "samples per run (1 = off)")] = 1,
     grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM")] = 5.0,
@@ -84,7 +85,7 @@ def node(
             if topo is None:
                 raise typer.BadParameter("a plan needs --topology and --id", param_hint="--plan")
             the_plan = load_plan(plan)
-            check_plan_against(the_plan, set(topo.nodes), set(cat.variants), str(plan))
+            check_plan_against(the_plan, set(topo.nodes), set(cat.variants) if cat else set(), str(plan))
         tls = TLSFiles.load(tls_cert, tls_key, tls_ca)
         if tls is not None and tls.cert is None:
             raise ConfigError(None, "--tls-ca", "a node serving TLS needs its own certificate",

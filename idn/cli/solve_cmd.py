@@ -59,17 +59,18 @@ def render(console: Console, outcome: Outcome, topology) -> None:
         s = ev.classes.get(r.class_id)
         slo = " ".join(x for x in (f"<={r.max_latency_ms:g}ms" if r.max_latency_ms is not None else "",
                                    f">={r.min_accuracy:g}" if r.min_accuracy is not None else "") if x) or "-"
-        ct.add_row(r.class_id, f"{r.rate:g}", where, _fmt(s and s.latency_ms, ".1f"), _fmt(s and s.accuracy, ".3f"), slo)
+        ct.add_row(r.class_id, f"{r.rate:g}", where, _fmt(s.latency_ms if s else None, ".1f"),
+                   _fmt(s.accuracy if s else None, ".3f"), slo)
     if len(routes) > MAX_CLASS_ROWS:
         ct.add_row(f"... {len(routes) - MAX_CLASS_ROWS} more (see the plan file)", "", "", "", "", "")
     console.print(ct)
     nt = Table(title="nodes", show_edge=False, pad_edge=False)
     for col in ("node", "tier", "variants", "mem MiB", "util"):
         nt.add_column(col, justify="right" if col in ("mem MiB", "util") else "left")
-    used = [(nid, s) for nid, s in ev.nodes.items() if s.variants or s.busy_cores > 0]
-    for nid, s in used[:MAX_CLASS_ROWS]:
-        nt.add_row(nid, topology.nodes[nid].tier, ", ".join(s.variants) or "-", f"{s.mem_mb:.1f}/{s.mem_cap_mb:g}",
-                   f"{s.utilisation:.0%}")
+    used = [(nid, ns) for nid, ns in ev.nodes.items() if ns.variants or ns.busy_cores > 0]
+    for nid, ns in used[:MAX_CLASS_ROWS]:
+        nt.add_row(nid, topology.nodes[nid].tier, ", ".join(ns.variants) or "-", f"{ns.mem_mb:.1f}/{ns.mem_cap_mb:g}",
+                   f"{ns.utilisation:.0%}")
     if len(used) > MAX_CLASS_ROWS:
         nt.add_row(f"... {len(used) - MAX_CLASS_ROWS} more", "", "", "", "")
     console.print(nt)
@@ -82,7 +83,8 @@ def render(console: Console, outcome: Outcome, topology) -> None:
     console.print(
         f"mean latency {ev.mean_latency_ms:.1f} ms, p95 by class {ev.p95_class_latency_ms:.1f} ms, accuracy "
         f"{ev.accuracy:.4f}, deployment cost {ev.deployment_cost:.1f}, gain vs repository-only {gain} "
-        f"(repository-only: {outcome.reference.mean_latency_ms:.1f} ms, {len(outcome.reference.violations)} violations)")
+        f"(repository-only: {outcome.reference.mean_latency_ms:.1f} ms, "
+        f"{len(outcome.reference.violations)} violations)")
     for note in outcome.solution.notes:
         console.print(f"[yellow]note[/]: {note}")
     for v in ev.violations:
@@ -147,7 +149,8 @@ def solve_cmd(
             topo = load_topology(topology)
             cat = load_catalog(cat_path, verify_hashes=False)
             dem = load_demand(demand, topo, cat)
-            inputs = {"topology": sha256_file(topology), "catalog": sha256_file(cat_path), "demand": sha256_file(demand)}
+            inputs = {"topology": sha256_file(topology), "catalog": sha256_file(cat_path),
+                      "demand": sha256_file(demand)}
         sopts = SolverOptions(solver if solver in ("highs", "cbc") else "highs", time_limit, gap, threads, verbose)
         if sweep_alpha:
             alphas = [float(a) for a in sweep_alpha.split(",") if a.strip()]
@@ -158,7 +161,8 @@ def solve_cmd(
                         o = solve(topo, cat, dem, PlacementOptions(a, rho, budget), solver, sopts)
                         ev, f = o.evaluation, o.solution.facts
                         rows.append({"alpha": a, "status": f.status, "objective": ev.objective,
-                                     "mean_latency_ms": ev.mean_latency_ms, "p95_class_latency_ms": ev.p95_class_latency_ms,
+                                     "mean_latency_ms": ev.mean_latency_ms,
+                                     "p95_class_latency_ms": ev.p95_class_latency_ms,
                                      "accuracy": ev.accuracy, "deployment_cost": ev.deployment_cost,
                                      "gap": f.gap if f.gap is not None else float("nan")})
                     except InfeasibleProblem:
@@ -186,8 +190,8 @@ def solve_cmd(
         raise typer.Exit(2) from None
     except InfeasibleProblem as e:
         err.print("[red]no feasible plan[/]:")
-        for r in e.reasons:
-            err.print(f"  - {r}")
+        for reason in e.reasons:
+            err.print(f"  - {reason}")
         for w in e.warnings:
             err.print(f"  [yellow]note[/]: {w}")
         raise typer.Exit(2) from None

@@ -50,7 +50,9 @@ class Batcher:
                 # Yield once so that requests the transport has already delivered join this batch.
                 await asyncio.sleep(0)
                 key = self._pending[0][0]
-                chunk, rest, size = [], [], 0
+                chunk: list[Any] = []
+                rest: list[Any] = []
+                size = 0
                 for item in self._pending:
                     if item[0] == key and (not chunk or size + item[3] <= self.max_batch):
                         chunk.append(item)

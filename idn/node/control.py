@@ -14,8 +14,8 @@ import grpc
 
 from idn.node.deployment import Deployment, Phase
 from idn.node.handlers import answers_errors
-from idn.protocol.status import InvalidInput
 from idn.node.stats import BOUNDS_MS
+from idn.protocol.status import InvalidInput
 from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc
 from idn.topology import Node

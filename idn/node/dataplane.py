@@ -18,17 +18,17 @@ from typing import Any
 import numpy as np
 
 from idn import __version__
-from idn.protocol.status import DataPlaneError, InvalidInput, ModelNotFound, Status
 from idn.node.forwarder import Forwarder, HopFailed, response_facts
 from idn.node.metrics import NodeMetrics
 from idn.node.pacing import Pacer
-from idn.node.store import VariantStore, ModelState
-from idn.node.runtime import PLATFORM, VariantRuntime
 from idn.node.router import Action, Resolution, RoutingTable
+from idn.node.runtime import PLATFORM, VariantRuntime
 from idn.node.settings import NodeSettings
 from idn.node.stats import StatsBook
-from idn.protocol.tensors import TensorMeta, decode_contents, decode_raw
+from idn.node.store import ModelState, VariantStore
 from idn.protocol import params as P
+from idn.protocol.status import DataPlaneError, InvalidInput, ModelNotFound, Status
+from idn.protocol.tensors import TensorMeta, decode_contents, decode_raw
 
 log = logging.getLogger("idn.node")
 
@@ -108,8 +108,8 @@ class DataPlane:
     against one table from start to end, and the swap is a single assignment.
     """
 
-    def __init__(self, store: VariantStore, settings: NodeSettings, node_id: str = "", router: RoutingTable | None = None, forwarder: Forwarder | None = None,
-                 slowdown: float = 1.0):
+    def __init__(self, store: VariantStore, settings: NodeSettings, node_id: str = "",
+                 router: RoutingTable | None = None, forwarder: Forwarder | None = None, slowdown: float = 1.0):
         self.store = store
         self.settings = settings
         self.node_id = node_id

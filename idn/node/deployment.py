@@ -9,9 +9,9 @@ every node finishes (1) before any node does (2), and every node (2) before any 
 otherwise an ingress still on the old plan may route to a variant its target already
 unloaded. So the steps are also exposed one by one (``Phase``) and ``idn apply``
 runs each across all nodes before the next; a node receiving a target it has not
-loaded loads it on demand rather than fail (the safety net when phases are skipped). Variants given explicitly at start-up
-(``--model``/``--variant``) are never unloaded by a plan. A plan whose version is not
-newer than the current one is refused, so a late or replayed push cannot roll a
+loaded loads it on demand rather than fail (the safety net when phases are skipped).
+Variants given explicitly at start-up (``--model``/``--variant``) are never unloaded by a
+plan. A plan whose version is not newer than the current one is refused, so a late or replayed push cannot roll a
 node back.
 """
 
@@ -21,16 +21,15 @@ import asyncio
 import json
 import logging
 import os
-from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
 from idn.catalog import Catalog
 from idn.config import ConfigError
 from idn.node.dataplane import DataPlane
-from idn.protocol.status import DataPlaneError, InvalidInput, Status
 from idn.node.router import RoutingTable
 from idn.plan import ApplyResult, Plan, check_plan_against, parse_plan, plan_to_dict
+from idn.protocol.status import DataPlaneError, InvalidInput, Status
 from idn.topology import Topology
 
 log = logging.getLogger("idn.node")

@@ -17,13 +17,13 @@ from typing import Any
 
 import grpc
 
-from idn.protocol.status import DataPlaneError, Status
 from idn.node.pacing import Pacer
+from idn.protocol import params as P
+from idn.protocol.status import DataPlaneError, Status
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 from idn.tls import TLSFiles, aio_channel
 from idn.topology import Topology
-from idn.protocol import params as P
 
 # gRPC codes that mean "the next hop could not answer": the data plane may fall back.
 HOP_FAILURES = {Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED}

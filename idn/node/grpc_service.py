@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 
-from idn.node.handlers import answers_errors
 from idn.node.dataplane import DataPlane, Forwarded, InferenceRequest, InputTensor
-from idn.protocol.status import DataPlaneError, InvalidInput
+from idn.node.handlers import answers_errors
 from idn.protocol.params import param_value, set_param
+from idn.protocol.status import InvalidInput
 from idn.protocol.tensors import encode_raw
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc

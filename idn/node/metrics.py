@@ -9,6 +9,8 @@ hot path pays one dict lookup and two increments per request.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 # Request latency buckets (seconds): sub-millisecond local runs to multi-hop forwards.
@@ -29,7 +31,7 @@ class NodeMetrics:
         self.loaded = Gauge("idn_variants_loaded", "Variants loaded on this node", list(labels),
                             registry=self.registry).labels(**labels)
         self._children: dict[tuple[str, str], tuple] = {}
-        self._server = None
+        self._server: Any = None  # prometheus-client's WSGI server, once serving
 
     def observe(self, model: str, outcome: str, seconds: float) -> None:
         """outcome: local, forwarded, degraded, or the gRPC status name of an error."""

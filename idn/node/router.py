@@ -132,12 +132,13 @@ class RoutingTable:
     # -- building -------------------------------------------------------------------------
 
     def _delay(self, node: str) -> float:
+        assert self.topology is not None  # only called while building from a plan, which needs one
         return 0.0 if node == self.node_id else self.topology.delay_ms(self.node_id, node)
 
     def _candidate(self, node: str, variant: str, weight: float) -> Candidate:
         acc, lat = 0.0, None
-        if self._latency is not None and variant in self.catalog.variants:
-            v = self.catalog.variants[variant]
+        if self._latency is not None and variant in self._latency.catalog.variants:
+            v = self._latency.catalog.variants[variant]
             acc = v.accuracy
             try:
                 lat = self.predict(node, v).latency_p95_ms
@@ -199,11 +200,15 @@ class RoutingTable:
             raise ValueError(f"this node has no topology: cannot reach node {node!r}")
         if node not in self.topology.nodes:
             raise ValueError(f"idn.target names unknown node {node!r}")
-        return self.topology.next_hop(self.node_id, node)
+        hop = self.topology.next_hop(self.node_id, node)
+        if hop is None:
+            raise ValueError(f"node {node!r} is this node: nothing to forward")
+        return hop
 
     def _choose(self, task: str, slo: tuple[float | None, float | None]) -> Resolution:
         exact = self._classes[task].get(slo)
         met = True
+        key: tuple[object, ...]
         if exact is not None:
             key, cands = (task, slo), exact
         else:

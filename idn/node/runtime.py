@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
 
 from idn.node.batcher import Batcher
-from idn.protocol.status import InvalidInput, ModelFailed, Overloaded
 from idn.node.settings import NodeSettings
+from idn.protocol.status import InvalidInput, ModelFailed, Overloaded
 from idn.protocol.tensors import ORT_TYPES, TensorMeta, to_wire_shape
 
 PLATFORM = "onnx_onnxv1"
@@ -85,7 +85,8 @@ class VariantRuntime:
             raise InvalidInput(f"model '{self.name}' has no input '{name}'; its inputs are "
                                f"{[m.name for m in self.inputs]}")
         if datatype != meta.datatype:
-            raise InvalidInput(f"input '{name}' of model '{self.name}' expects datatype {meta.datatype}, got {datatype}")
+            raise InvalidInput(f"input '{name}' of model '{self.name}' expects datatype {meta.datatype}, "
+                               f"got {datatype}")
         if len(shape) != len(meta.shape):
             raise InvalidInput(f"input '{name}' of model '{self.name}' expects shape {list(meta.shape)} "
                                f"(rank {len(meta.shape)}), got {list(shape)}")
@@ -106,7 +107,8 @@ class VariantRuntime:
     def check_outputs(self, names: Sequence[str]) -> None:
         for n in names:
             if n not in self.output_names:
-                raise InvalidInput(f"model '{self.name}' has no output '{n}'; its outputs are {list(self.output_names)}")
+                raise InvalidInput(f"model '{self.name}' has no output '{n}'; "
+                                   f"its outputs are {list(self.output_names)}")
 
     # -- execution ----------------------------------------------------------------------------
 

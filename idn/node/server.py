@@ -9,6 +9,7 @@ in-flight requests ``grace_s`` to finish, exit 0.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -24,11 +25,11 @@ from idn.node.control import ControlServicer
 from idn.node.dataplane import DataPlane
 from idn.node.deployment import Deployment
 from idn.node.forwarder import Forwarder
-from idn.node.metrics import NodeMetrics
 from idn.node.grpc_service import InferenceServicer, add_servicer
-from idn.node.store import VariantStore
+from idn.node.metrics import NodeMetrics
 from idn.node.router import RoutingTable
 from idn.node.settings import NodeSettings
+from idn.node.store import VariantStore
 from idn.plan import Plan
 from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc
@@ -162,12 +163,15 @@ class NodeServer:
     async def wait(self) -> None:
         await self._stopped.wait()
 
+    def _schedule_signal(self, sig: signal.Signals) -> None:
+        asyncio.ensure_future(self._on_signal(sig))
+
     async def serve_forever(self) -> None:
         """Start, install SIGTERM/SIGINT handlers, and return after a clean shutdown."""
         loop = asyncio.get_running_loop()
         await self.start()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, lambda s=sig: asyncio.ensure_future(self._on_signal(s)))
+            loop.add_signal_handler(sig, functools.partial(self._schedule_signal, sig))
         await self.wait()
 
     async def _on_signal(self, sig: signal.Signals) -> None:

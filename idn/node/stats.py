@@ -32,11 +32,11 @@ class ClassCounters:
     counts: list[int] = field(default_factory=lambda: [0] * len(BOUNDS_MS))
     served_by: Counter = field(default_factory=Counter)
 
-    def copy(self) -> "ClassCounters":
+    def copy(self) -> ClassCounters:
         return ClassCounters(self.ingress, self.task, self.max_latency_ms, self.min_accuracy, self.requests,
                              self.errors, self.degraded, self.sum_ms, list(self.counts), Counter(self.served_by))
 
-    def minus(self, old: "ClassCounters | None") -> "ClassCounters":
+    def minus(self, old: ClassCounters | None) -> ClassCounters:
         if old is None:
             return self.copy()
         served = Counter(self.served_by)
@@ -61,7 +61,7 @@ class StatsBook:
         # keyed by (task, max_latency_ms, min_accuracy): no string formatting on the hot path
         self.classes: dict[tuple, ClassCounters] = {}
         self._ids: dict[tuple, str] = {}
-        self._snapshots: OrderedDict[int, tuple[float, dict[str, ClassCounters]]] = OrderedDict()
+        self._snapshots: OrderedDict[int, tuple[float, dict[tuple, ClassCounters]]] = OrderedDict()
         self._next_cursor = 1
 
     def record(self, ingress: str, task: str, max_latency_ms: float | None, min_accuracy: float | None,

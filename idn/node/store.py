@@ -19,9 +19,9 @@ from pathlib import Path
 
 from idn.catalog import Catalog
 from idn.config import sha256_file
-from idn.protocol.status import DataPlaneError, ModelNotFound, Status
 from idn.node.runtime import VariantRuntime
 from idn.node.settings import NodeSettings
+from idn.protocol.status import DataPlaneError, ModelNotFound, Status
 
 log = logging.getLogger("idn.node")
 
@@ -91,7 +91,8 @@ class VariantStore:
                 raise
             except Exception as e:  # ORT's load errors: bad file, unsupported op, ...
                 self.states[name] = ModelState(name, "UNAVAILABLE", f"load failed: {e}")
-                raise DataPlaneError(f"model '{name}' failed to load from {source}: {e}",
+                where = f"{len(source)} uploaded bytes" if isinstance(source, bytes) else str(source)
+                raise DataPlaneError(f"model '{name}' failed to load from {where}: {str(e)[:500]}",
                                      Status.INVALID_ARGUMENT) from None
             old = self.loaded.get(name)
             self.loaded[name] = rt

@@ -9,8 +9,8 @@ scorer for every plan), ``explain`` (why an input is infeasible), ``solve`` (the
 point the CLI uses), ``synthetic`` (generated instances for tests and benchmarks).
 """
 
-from idn.placement.explain import InfeasibleProblem
 from idn.placement.backends import SolverOptions
+from idn.placement.explain import InfeasibleProblem
 from idn.placement.problem import PlacementOptions, build_problem
 from idn.placement.solve import METHODS, Outcome, solve
 

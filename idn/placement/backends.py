@@ -252,7 +252,7 @@ def run_model(model: Model, opts: SolverOptions, mip: bool = True) -> tuple[RunF
     if opts.solver == "highs":
         facts = highs_facts(model.prob, mip)
     else:
-        log = Path(log_path).read_text(errors="replace") if log_path else ""  # type: ignore[arg-type]
+        log = Path(log_path).read_text(errors="replace") if log_path else ""
         if log_path:
             os.unlink(log_path)
         facts = cbc_facts(model.prob, log)

@@ -36,12 +36,12 @@ from idn.catalog import Catalog
 from idn.latency import LatencyModel, meets_latency
 from idn.placement.aggregate import aggregate_classes
 from idn.placement.backends import SolverOptions, run_model
-from idn.placement.model import build_model, values
 from idn.placement.ledger import Ledger
+from idn.placement.model import build_model, values
 from idn.placement.problem import Problem
-from idn.placement.split import best_split, complete, repair, repair_compute
 from idn.placement.solution import Solution, from_arrays
-from idn.plan import SolveStatus, SolverFacts
+from idn.placement.split import best_split, complete, repair, repair_compute
+from idn.plan import SolverFacts, SolveStatus
 from idn.topology import Topology
 
 HEURISTICS = ("repository", "smallest", "greedy", "lp-round")
@@ -78,7 +78,8 @@ def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: So
     elapsed = time.perf_counter() - t0
     base_opts = {**problem.options.as_dict(), "solver": name}
     if shares is None:
-        facts = SolverFacts(name, SolveStatus.INFEASIBLE, None, bound, None, round(elapsed, 6), {**base_opts, "solver_message": why})
+        facts = SolverFacts(name, SolveStatus.INFEASIBLE, None, bound, None, round(elapsed, 6),
+                            {**base_opts, "solver_message": why})
         sol = Solution(name, {}, {}, facts)
     else:
         obj = problem.objective_of(shares)
@@ -231,7 +232,7 @@ def lp_round(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solutio
     y = agg.expand(values(model.y))
     flow = np.bincount(problem.tri_pair, weights=y * problem.rate[problem.tri_class], minlength=problem.n_pairs)
     ledger = Ledger(problem)
-    for p in sorted(range(problem.n_pairs), key=lambda p: (-round(x[p], 9), -flow[p], p)):
+    for p in sorted(range(problem.n_pairs), key=lambda p: (-round(float(x[p]), 9), -flow[p], p)):
         if x[p] <= 1e-6:
             break
         if ledger.place_if_fits(p):

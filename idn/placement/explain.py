@@ -113,7 +113,8 @@ def diagnose(problem: Problem, topology: Topology, catalog: Catalog, demand: Dem
         m = build_model(problem, objective="deployment", with_budget=False)
         facts, _ = run_model(m, sub)
         if facts.objective is not None and facts.objective > problem.options.budget * (1 + 1e-9):
-            exact = "" if facts.status == "optimal" else f" (at least {facts.bound:.1f}, solver stopped: {facts.status})"
+            exact = ("" if facts.status == "optimal"
+                     else f" (at least {facts.bound:.1f}, solver stopped: {facts.status})")
             diag.reasons.append(f"budget {problem.options.budget:g} is below the cheapest feasible plan, which costs "
                                 f"{facts.objective:.1f} (price x MiB){exact}; raise --budget")
             return diag

@@ -24,7 +24,10 @@ class Ledger:
             self.used = np.zeros(len(problem.node_ids))
             self.spent = 0.0
         else:
-            self.used = np.bincount(self.node[placed], weights=self.size[placed], minlength=len(problem.node_ids))
+            # float explicitly: numpy's bincount returns int64 for an empty selection even with
+            # float weights, and later `used[n] += size` would then truncate (a ledger that forgets).
+            self.used = np.bincount(self.node[placed], weights=self.size[placed],
+                                    minlength=len(problem.node_ids)).astype(float)
             self.spent = float(self.cost[placed].sum())
 
     def fits(self, p: int) -> bool:

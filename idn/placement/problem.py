@@ -269,7 +269,8 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
     t_lat = t_rtt + t_tn
     stats["triples"] = len(t_class)
     stats["pairs"] = len(uk)
-    notes = [f"no latency profile for {v!r} on {hw!r}: {src}" for (hw, v), src in sorted(model.fallbacks.items(), key=str)]
+    notes = [f"no latency profile for {v!r} on {hw!r}: {src}"
+             for (hw, v), src in sorted(model.fallbacks.items(), key=str)]
     return Problem(
         options=options, classes=list(demand.classes), rate=rate,
         node_ids=node_ids, mem=mem, cap=cap, price=price,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from idn.placement.problem import Problem
-from idn.plan import Plan, Route, SolveStatus, SolverFacts, Target, now_iso
+from idn.plan import Plan, Route, SolverFacts, SolveStatus, Target, now_iso
 
 SHARE_EPS = 1e-7  # shares below this are solver noise
 

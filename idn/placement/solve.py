@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 from idn.catalog import Catalog
 from idn.demand import Demand
+from idn.placement.backends import SolverOptions
 from idn.placement.baselines import greedy, lp_round, repository_only, smallest
 from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.explain import InfeasibleProblem, diagnose
-from idn.placement.backends import SolverOptions
 from idn.placement.ilp import solve_ilp
 from idn.placement.problem import PlacementOptions, Problem, build_problem
 from idn.placement.solution import Solution, to_plan

@@ -27,8 +27,8 @@ import numpy as np
 
 from idn.placement.aggregate import aggregate_classes
 from idn.placement.backends import SolverOptions, run_model
-from idn.placement.model import build_model, values
 from idn.placement.ledger import Ledger
+from idn.placement.model import build_model, values
 from idn.placement.problem import Problem
 
 
@@ -51,7 +51,8 @@ def node_loads(problem: Problem, shares: np.ndarray) -> np.ndarray:
     return np.bincount(tri_node, weights=problem.tri_load * shares, minlength=len(problem.node_ids))
 
 
-def best_split(problem: Problem, placed: np.ndarray, opts: SolverOptions = SolverOptions()) -> tuple[np.ndarray | None, str]:
+def best_split(problem: Problem, placed: np.ndarray,
+               opts: SolverOptions = SolverOptions()) -> tuple[np.ndarray | None, str]:
     """Optimal shares for a fixed placement, or (None, reason) when no split is feasible."""
     best = cheapest_placed(problem, placed)
     missing = int(np.sum(best < 0))
@@ -91,8 +92,9 @@ def repair_compute(problem: Problem, placed: np.ndarray) -> tuple[np.ndarray, np
     A fill over the capacity left on each path (``_fill``), first cheapest-target-first
     (a class that does not fit that way retries path-order lightest-first), then, if some
     demand is still left over, path-order lightest-first for every class: the least shared
-    nodes first, each serving as much as its cap allows with its lightest variant. The split found satisfies every row of the routing LP, so that LP, solved
-    afterwards, is feasible and picks the cheapest split over the same placements.
+    nodes first, each serving as much as its cap allows with its lightest variant. The split
+    found satisfies every row of the routing LP, so that LP, solved afterwards, is feasible
+    and picks the cheapest split over the same placements.
     """
     best = None
     for light in (False, True):
@@ -223,7 +225,8 @@ def complete(problem: Problem, placed: np.ndarray, opts: SolverOptions = SolverO
         shares, why_wide = best_split(problem, wide, opts)
         if shares is None:
             return placed, None, (why_wide + " (even with every pair that still fits memory and budget placed)")
-        flow = np.bincount(problem.tri_pair, weights=shares * problem.rate[problem.tri_class], minlength=problem.n_pairs)
+        flow = np.bincount(problem.tri_pair, weights=shares * problem.rate[problem.tri_class],
+                           minlength=problem.n_pairs)
         new = np.nonzero(~placed & (flow > 1e-9))[0]
         added = 0
         for p in new[np.argsort(-flow[new], kind="stable")].tolist():

@@ -86,7 +86,8 @@ def cbc_facts(prob: pulp.LpProblem, log: str) -> RunFacts:
     if not has_sol:
         return RunFacts(SolveStatus.NO_SOLUTION, None, bound, None, msg)
     if "Optimal solution found" in msg:
-        return RunFacts(SolveStatus.OPTIMAL if gap is None or gap <= PROVEN_GAP * 1.0001 else SolveStatus.GAP_LIMIT, obj, bound, gap, msg)
+        proven = gap is None or gap <= PROVEN_GAP * 1.0001
+        return RunFacts(SolveStatus.OPTIMAL if proven else SolveStatus.GAP_LIMIT, obj, bound, gap, msg)
     if "time" in msg.lower():
         return RunFacts(SolveStatus.TIME_LIMIT, obj, bound, gap, msg)
     return RunFacts(SolveStatus.FEASIBLE, obj, bound, gap, msg)

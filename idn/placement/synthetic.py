@@ -82,13 +82,14 @@ def tree_topology_doc(n_regional: int, edges_per_regional: int, seed: int = 0, *
 
 def random_demand_doc(topology: Topology, tasks: list[str], n_classes: int, seed: int = 0, *,
                       rate: tuple[float, float] = (1.0, 20.0), slo_latency: tuple[float | None, ...] = (None, 80, 150),
-                      slo_accuracy: tuple[float | None, ...] = (None,), ingress_tiers: tuple[str, ...] = ("edge",)) -> dict[str, Any]:
+                      slo_accuracy: tuple[float | None, ...] = (None,),
+                      ingress_tiers: tuple[str, ...] = ("edge",)) -> dict[str, Any]:
     """Distinct (ingress, task, SLO) classes drawn at random, up to ``n_classes``."""
     rng = random.Random(seed)
     ingress = [n.id for n in topology.nodes.values() if n.tier in ingress_tiers] or list(topology.nodes)
     combos = len(ingress) * len(tasks) * len(slo_latency) * len(slo_accuracy)
     seen: set[tuple[Any, ...]] = set()
-    classes = []
+    classes: list[dict[str, Any]] = []
     while len(classes) < min(n_classes, combos):
         key = (rng.choice(ingress), rng.choice(tasks), rng.choice(slo_latency), rng.choice(slo_accuracy))
         if key in seen:

@@ -32,7 +32,8 @@ class BuildReport:
     variants: list[str] = field(default_factory=list)
 
 
-def _variant_entry(spec: specs.VariantSpec, data: TaskData, rel_file: str, path: Path, parameters: int) -> dict[str, Any]:
+def _variant_entry(spec: specs.VariantSpec, data: TaskData, rel_file: str, path: Path,
+                   parameters: int) -> dict[str, Any]:
     acc = measure_accuracy(path, data.x_heldout, data.y_heldout)
     entry: dict[str, Any] = {
         "description": spec.summary,
@@ -44,10 +45,10 @@ def _variant_entry(spec: specs.VariantSpec, data: TaskData, rel_file: str, path:
         "quantization": "int8" if spec.is_quantized else None,
     }
     if spec.is_quantized:
-        entry["quantization_method"] = spec.quantization.removeprefix("int8-")  # type: ignore[union-attr]
+        entry["quantization_method"] = spec.quantization.removeprefix("int8-")  # type: ignore[union-attr]  # is_quantized: set
         entry["quantized_from"] = spec.quantize_from
     else:
-        entry["family"] = spec.architecture.family  # type: ignore[union-attr]
+        entry["family"] = spec.architecture.family  # type: ignore[union-attr]  # not quantized: trained
     entry["accuracy"] = {"top1": round(acc.top1, 6), "correct": acc.correct,
                          "split": data.heldout_split, "samples": acc.samples}
     return entry

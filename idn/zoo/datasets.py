@@ -73,7 +73,8 @@ def digits() -> TaskData:
     images = (bunch.images / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
     train_idx, held_idx = _stratified_split(y, 1.0 / 3.0, rng_for("digits", "split"))
-    x_held = perturb_images(images[held_idx], rng_for("digits", "heldout"), DIGITS_PERTURBATION).reshape(len(held_idx), -1)
+    x_held = perturb_images(images[held_idx], rng_for("digits", "heldout"),
+                            DIGITS_PERTURBATION).reshape(len(held_idx), -1)
 
     train_imgs, train_y = images[train_idx], y[train_idx]
 

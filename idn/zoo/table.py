@@ -22,7 +22,7 @@ def _ms(v: Variant, hw: str | None, batch: int, threading: str) -> str:
 
 
 def rows(catalog: Catalog, hw: str | None) -> list[tuple[str, ...]]:
-    out = []
+    out: list[tuple[str, ...]] = []
     for task in catalog.tasks.values():
         for v in sorted(task.variants.values(), key=lambda v: (v.bytes, v.name)):
             out.append((task.name, v.name, f"{v.bytes:,}", f"{v.parameters:,}", f"{v.flops_per_sample / 1e6:.3f}",

@@ -108,7 +108,8 @@ def verify_zoo(catalog_path: Path, tolerance: float = DEFAULT_TOLERANCE,
             acc = measure_accuracy(v.path, *samples)
             checks.append(VariantCheck(v.name, v.accuracy, acc))
             if v.accuracy_samples and v.accuracy_samples != acc.samples:
-                problems.append(Problem(v.name, "accuracy.samples", f"catalog {v.accuracy_samples}, measured on {acc.samples}"))
+                problems.append(Problem(v.name, "accuracy.samples",
+                                        f"catalog {v.accuracy_samples}, measured on {acc.samples}"))
             if abs(acc.top1 - v.accuracy) > tolerance:
                 problems.append(Problem(v.name, "accuracy.top1",
                                         f"catalog {v.accuracy:.4f}, re-measured {acc.top1:.4f} "
