@@ -5,8 +5,11 @@ intermediate nodes), with ``idn.target`` set once the ingress chose the serving
 node and variant. The gRPC deadline is what remains of the caller's, minus the time
 spent here; a caller without a deadline gets ``forward_timeout_s`` so that nothing
 hangs. With link emulation on, the link's one-way delay is slept before sending and
-again when the answer comes back; if the remaining deadline cannot cover it, the
-request fails with DEADLINE_EXCEEDED without being sent.
+again when the answer comes back, each time plus the transfer time of the bytes that
+really cross the link (the serialized request on the way out, the response on the way
+back: ``bytes x 8 / bandwidth_mbps``, for links that declare a bandwidth); if the
+remaining deadline cannot cover it, the request fails with DEADLINE_EXCEEDED without
+being sent.
 """
 
 from __future__ import annotations
@@ -56,6 +59,13 @@ class Forwarder:
     def link_delay_s(self, node: str) -> float:
         return self.topology.link_delay_ms(self.node_id, node) / 1000.0 if self.emulate_links else 0.0
 
+    def transfer_s(self, node: str, nbytes: int) -> float:
+        """Emulated time for ``nbytes`` to cross the link to ``node`` (0 without emulation or bandwidth)."""
+        if not self.emulate_links:
+            return 0.0
+        bw = self.topology.link_bandwidth_mbps(self.node_id, node)
+        return 0.0 if bw is None else nbytes * 8.0 / (bw * 1e6)
+
     async def forward(self, next_hop: str, request: pb.ModelInferRequest, deadline: float | None,
                       target: str | None) -> pb.ModelInferResponse:
         if deadline is None:
@@ -64,7 +74,8 @@ class Forwarder:
             request.parameters[P.TARGET].string_param = target
         request.parameters[P.VIA].string_param = self.node_id
         delay = self.link_delay_s(next_hop)
-        await self._traverse(next_hop, delay, deadline, "towards")
+        out_s = delay + (self.transfer_s(next_hop, request.ByteSize()) if self.emulate_links else 0.0)
+        await self._traverse(next_hop, out_s, deadline, "towards")
         remaining = deadline - time.monotonic()
         try:
             resp = await self.stub(next_hop).ModelInfer(request, timeout=remaining)
@@ -72,7 +83,8 @@ class Forwarder:
             status = Status[e.code().name] if e.code().name in Status.__members__ else Status.INTERNAL
             cls = HopFailed if status in HOP_FAILURES else DataPlaneError
             raise cls(f"via {next_hop}: {e.details() or e.code().name}", status) from None
-        await self._traverse(next_hop, delay, deadline, "back from")
+        back_s = delay + (self.transfer_s(next_hop, resp.ByteSize()) if self.emulate_links else 0.0)
+        await self._traverse(next_hop, back_s, deadline, "back from")
         hops = resp.parameters[P.HOPS]
         hops.int64_param = hops.int64_param + 1
         return resp
@@ -83,9 +95,9 @@ class Forwarder:
         remaining = deadline - time.monotonic()
         if remaining <= delay:
             await asyncio.sleep(max(remaining, 0))
-            raise HopFailed(f"deadline exceeded: the link {direction} {node} has a one-way delay of "
-                            f"{delay * 1000:.1f} ms, only {max(remaining, 0) * 1000:.1f} ms of the deadline remained",
-                            Status.DEADLINE_EXCEEDED)
+            raise HopFailed(f"deadline exceeded: the link {direction} {node} takes "
+                            f"{delay * 1000:.1f} ms one way (delay + transfer), only "
+                            f"{max(remaining, 0) * 1000:.1f} ms of the deadline remained", Status.DEADLINE_EXCEEDED)
         await self.pacer.sleep(delay)
 
     async def close(self) -> None:
