@@ -1,4 +1,4 @@
-"""`idn demo` (= `make run`): ILP vs repository-only vs greedy, predicted and live, on the demo network."""
+"""`idn demo` (= `make run`): the ILP at three alphas and the heuristics, predicted and live, on the demo network."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rich.table import Table
 
 from idn.cli.app import app
 from idn.config import ConfigError
-from idn.demo import AGREEMENT, DEMO_DEMAND, DEMO_TOPOLOGY, DemoOptions, DemoResult, explain, run_demo
+from idn.demo import AGREEMENT, DEMO_SCENARIO, DemoOptions, DemoResult, draw_pareto, explain, load_scenario, run_demo
 from idn.launcher import LaunchError
 from idn.placement import InfeasibleProblem
 
@@ -32,10 +32,11 @@ def _pct(x: float | None) -> str:
 
 
 def render_comparison(res: DemoResult) -> Table:
+    budget = "no budget" if res.budget is None else f"budget {res.budget:g}"
     t = Table(title=f"predicted (evaluator) vs measured (live, {res.duration_s:g} s per plan) — "
-                    f"{Path(res.topology).name} / {Path(res.demand).name}")
-    cols = ("plan", "solver", "gain", "mean ms pred", "mean ms live", "Δ mean", "p95(class) pred",
-            "p95(class) live", "p95(req) live", "accuracy pred", "accuracy live", "ok / sent", "errors")
+                    f"{Path(res.topology).name} / {Path(res.demand).name}, {budget}")
+    cols = ("plan", "solver", "gain", "cost", "mean ms pred", "mean ms live", "Δ mean", "p95(class) pred",
+            "p95(class) live", "acc pred", "acc live", "acc* pred", "acc* live", "ok / sent", "errors")
     for c in cols:
         t.add_column(c, justify="left" if c in ("plan", "solver", "errors") else "right")
     for p in res.plans:
@@ -46,27 +47,28 @@ def render_comparison(res: DemoResult) -> Table:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(p.errors.items()))
         if p.dropped:
             errors = (errors + ", " if errors else "") + f"dropped {p.dropped}"
-        t.add_row(p.label, p.solver_status, _pct(p.gain_vs_repository), _ms(p.predicted.mean_latency_ms),
-                  _ms(p.measured.mean_latency_ms), delta, _ms(p.predicted.p95_class_latency_ms),
-                  _ms(p.measured.p95_class_latency_ms), _ms(p.measured_p95_ms), _pct(p.predicted.accuracy),
-                  _pct(p.measured.accuracy), f"{p.ok} / {p.sent}", errors or "-")
+        t.add_row(p.label, p.solver_status, _pct(p.gain_vs_repository), f"{p.deployment_cost:.0f}",
+                  _ms(p.predicted.mean_latency_ms), _ms(p.measured.mean_latency_ms), delta,
+                  _ms(p.predicted.p95_class_latency_ms), _ms(p.measured.p95_class_latency_ms),
+                  _pct(p.predicted.accuracy), _pct(p.measured.accuracy), _pct(p.predicted.accuracy_measured_tasks),
+                  _pct(p.measured.accuracy_measured_tasks), f"{p.ok} / {p.sent}", errors or "-")
     return t
 
 
 @app.command("demo")
 def demo(
-    duration: Annotated[float, typer.Option(help="seconds of counted load per plan")] = 15.0,
-    warmup: Annotated[float, typer.Option(help="seconds of load per plan before counting")] = 1.0,
+    scenario: Annotated[Path, typer.Option(help="scenario file: topology, demand, alphas, budget")] = DEMO_SCENARIO,
+    duration: Annotated[Optional[float], typer.Option(help="seconds of counted load per plan (default: the "
+                                                      "scenario's)")] = None,
+    warmup: Annotated[Optional[float], typer.Option(help="seconds of load per plan before counting")] = None,
     seed: Annotated[int, typer.Option(help="seed of arrivals and sample order (the same for every plan)")] = 0,
     json_out: Annotated[Path, typer.Option("--json", help="write the comparison here")] = Path("results/demo.json"),
-    topology: Annotated[Path, typer.Option(help="topology to run")] = DEMO_TOPOLOGY,
-    demand: Annotated[Path, typer.Option(help="demand to solve for and replay")] = DEMO_DEMAND,
-    catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml (default models/catalog.yaml)")] = None,
+    png_out: Annotated[Path, typer.Option("--png", help="the measured Pareto frontier")] = Path(
+        "results/demo-pareto.png"),
 ) -> None:
-    """Start the demo network; solve, apply and replay the ILP, repository-only and greedy plans; compare."""
-    opts = DemoOptions(topology=topology, demand=demand, catalog=catalog, duration_s=duration, warmup_s=warmup,
-                       seed=seed)
+    """Start the demo network; play the ILP at three alphas and the heuristics at the middle one; compare."""
     try:
+        opts = DemoOptions(scenario=load_scenario(scenario), duration_s=duration, warmup_s=warmup, seed=seed)
         res = run_demo(opts, say=lambda s: err.print(s, highlight=False))
     except (ConfigError, LaunchError, InfeasibleProblem) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
@@ -74,9 +76,16 @@ def demo(
     except grpc.RpcError as e:
         err.print(f"[red]error:[/red] a node answered {e.code().name}: {e.details()}", highlight=False)
         raise typer.Exit(1) from None
+    res.pareto_png = str(draw_pareto(res, png_out))
     out.print(render_comparison(res))
+    out.print("acc: rate-weighted accuracy of every class (live: right answers on the measured tasks, the "
+              "catalog accuracy of the variant that answered on cited/estimated ones); acc*: measured tasks only",
+              highlight=False)
     for p in res.plans:
         out.print(explain(p), highlight=False)
+    for heuristic, ilp in res.ties():
+        out.print(f"{heuristic} places exactly what {ilp} places (a tie)", highlight=False)
     json_out.parent.mkdir(parents=True, exist_ok=True)
     json_out.write_text(json.dumps(res.to_dict(), indent=1) + "\n", encoding="utf-8")
-    out.print(f"comparison: {json_out} · total {res.wall_s:.0f} s", highlight=False)
+    out.print(f"comparison: {json_out} · Pareto frontier: {res.pareto_png} · total {res.wall_s:.0f} s",
+              highlight=False)
