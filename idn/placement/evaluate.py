@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from idn.catalog import Catalog
 from idn.demand import Demand
 from idn.latency import LatencyModel, meets_latency
+from idn.placement.moves import Moves, move_time
 from idn.placement.problem import MIB, PlacementOptions
 from idn.plan import SHARE_TOLERANCE, Plan
 from idn.topology import Topology
@@ -67,6 +68,10 @@ class Evaluation:
     nodes: dict[str, NodeScore]
     violations: list[str] = field(default_factory=list)
     gain_vs_repository: float | None = None
+    # against a running plan (idn.placement.moves): what the change costs, once
+    move_cost: float = 0.0      # weight x move ms: the ILP's objective is objective + move_cost
+    move_ms: float = 0.0        # load + transfer time of every new placement
+    moved: list[str] = field(default_factory=list)  # "<variant>@<node>" placed anew
 
     @property
     def feasible(self) -> bool:
@@ -82,6 +87,8 @@ class Evaluation:
                "deployment_cost": self.deployment_cost, "violations": float(len(self.violations))}
         if self.gain_vs_repository is not None:
             out["gain_vs_repository"] = self.gain_vs_repository
+        if self.moved:
+            out.update(move_cost=self.move_cost, move_ms=self.move_ms, moves=float(len(self.moved)))
         return out
 
 
@@ -101,11 +108,12 @@ def weighted_quantile(values: list[float], weights: list[float], q: float) -> fl
 
 def evaluate(plan: Plan, topology: Topology, catalog: Catalog, demand: Demand,
              options: PlacementOptions = PlacementOptions(), reference_objective: float | None = None,
-             latency: LatencyModel | None = None) -> Evaluation:
+             latency: LatencyModel | None = None, moves: Moves | None = None) -> Evaluation:
     """Score a plan. ``reference_objective`` (repository-only's objective) gives the gain.
 
     ``latency``: a model of the same topology and catalog to reuse (its caches), e.g. when
-    scoring many plans."""
+    scoring many plans. ``moves``: the running plan, to count what changing to this one
+    costs (``move_cost``, ``move_ms``, ``moved``)."""
     alpha, rho = options.alpha, options.rho
     violations: list[str] = []
     load = {n: 0.0 for n in topology.nodes}
@@ -180,7 +188,17 @@ def evaluate(plan: Plan, topology: Topology, catalog: Catalog, demand: Demand,
     gain = None
     if reference_objective is not None and reference_objective > 0:
         gain = 1.0 - objective / reference_objective
+    moved: list[str] = []
+    move_ms = move_weighted = 0.0
+    if moves is not None:
+        for nid, placed in plan.placements.items():
+            for vname in placed:
+                if nid in topology.nodes and vname in catalog.variants and not moves.placed(nid, vname):
+                    moved.append(f"{vname}@{nid}")
+                    move_ms += move_time(model, nid, catalog.variant(vname)).ms
+        move_weighted = moves.weight * move_ms
     return Evaluation(
+        move_cost=move_weighted, move_ms=move_ms, moved=sorted(moved),
         objective=objective, total_rate=total, mean_latency_ms=lat_sum / total if total else 0.0,
         p95_class_latency_ms=weighted_quantile(lats, rates, 0.95), accuracy=acc_sum / total if total else 0.0,
         deployment_cost=deployment, classes=classes, nodes=nodes, violations=violations, gain_vs_repository=gain)

@@ -123,7 +123,8 @@ def build_model(problem: Problem, relax: bool = False, fixed: np.ndarray | None 
     2. *Open placements.* At a node whose memory row is redundant, when no budget row is
        kept and x has no objective cost ("cost", "overflow"), x[n,v] = 1 is optimal:
        raising x only relaxes linking rows ``y <= x``. So those x are fixed to 1 and
-       neither x nor their linking rows are built.
+       neither x nor their linking rows are built. A pair with a move cost (not in the
+       running plan, ``Problem.pair_move > 0``) has an objective cost and is never opened.
     3. *Free targets* ("cost" only). Call a node free when 1. removes both its memory and
        compute rows and 2. opens its pairs. If class r has a triple f at a free node, then
        moving any share of r from a triple of cost >= c[f] onto f keeps every row (f is
@@ -168,6 +169,8 @@ def build_model(problem: Problem, relax: bool = False, fixed: np.ndarray | None 
         cpu_row = worst > problem.cap
         if fixed is None and objective in ("cost", "overflow") and not budget_row:
             x_open = ~mem_row[problem.pair_node]
+            if objective == "cost" and len(problem.pair_move):
+                x_open &= problem.pair_move <= 0  # a new placement costs its move: x is not free
         if objective == "cost" and fixed is None:
             free_tri = use_tri & x_open[problem.tri_pair] & ~cpu_row[tri_node]
             c_free, f_tri = _class_min(problem, np.where(free_tri, problem.tri_cost, np.inf))
@@ -201,7 +204,10 @@ def build_model(problem: Problem, relax: bool = False, fixed: np.ndarray | None 
     overflow: dict[int, pulp.LpVariable] = {}
     A = pulp.LpAffineExpression
     if objective == "cost":
-        prob.setObjective(A([(y[i], wi) for i, wi in zip(np.nonzero(use_tri)[0].tolist(), w[use_tri].tolist())]))
+        terms = [(y[i], wi) for i, wi in zip(np.nonzero(use_tri)[0].tolist(), w[use_tri].tolist())]
+        if fixed is None and len(problem.pair_move):  # moving a model in costs weight x move ms, once
+            terms += [(x[p], float(c)) for p, c in enumerate(problem.pair_move.tolist()) if c > 0 and x[p] is not None]
+        prob.setObjective(A(terms))
     elif objective == "deployment":
         pc = problem.pair_cost.tolist()
         prob.setObjective(A([(x[p], pc[p]) for p in range(n_pairs) if x[p] is not None]))

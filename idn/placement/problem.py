@@ -41,6 +41,13 @@ variant, and chains end at a non-dominated one). Since slowdown scales every var
 a node by the same factor and the node's per-request overhead adds the same constant,
 domination depends only on the node's hardware class and is computed once per
 (hardware class, task). QED.
+
+*With move costs* (a running plan and a weight, :mod:`idn.placement.moves`), a new
+placement of u costs ``weight x move_ms(u)``. Domination then also requires
+``load_ms(u) <= load_ms(v)`` (the transfer part is ``bytes x ms_per_byte``, already no
+larger for u), so the exchange does not raise the move cost of a placement that was
+new; and a variant the running plan holds at n costs nothing to keep, so it is kept as
+a candidate at n whatever dominates it (no other variant can be cheaper to have there).
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ import numpy as np
 from idn.catalog import Catalog, Variant
 from idn.demand import Demand, RequestClass
 from idn.latency import LatencyModel, on_node
+from idn.placement.moves import Moves, move_time
 from idn.topology import Topology
 
 MIB = float(1 << 20)
@@ -98,6 +106,9 @@ class Problem:
     tri_latency: np.ndarray  # ms per request: the p50 prediction (network + transfer + compute)
     tri_load: np.ndarray    # cores used if the whole class went there
     class_ptr: np.ndarray
+    # objective cost of each candidate placement when it is not in the running plan
+    # (weight x move ms, see idn.placement.moves); zeros when moves are not modelled
+    pair_move: np.ndarray = field(default_factory=lambda: np.zeros(0))
     unservable: list[int] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     stats: dict[str, int] = field(default_factory=dict)
@@ -127,16 +138,22 @@ class Problem:
         return range(int(self.class_ptr[r]), int(self.class_ptr[r + 1]))
 
 
-def non_dominated(variants: list[Variant], times: list[tuple[float, float]]) -> list[int]:
-    """Indices of variants no other variant dominates (see the module docstring)."""
+def non_dominated(variants: list[Variant], times: list[tuple[float, float]],
+                  loads: list[float] | None = None) -> list[int]:
+    """Indices of variants no other variant dominates (see the module docstring).
+
+    ``loads`` (move times, when moves are modelled) is one more criterion: a variant
+    that is quicker to bring in is never dominated by one that is slower to bring in."""
     keep = []
+    lt = loads or [0.0] * len(variants)
     for i, (v, (t50, t95)) in enumerate(zip(variants, times)):
         dominated = False
         for j, (u, (u50, u95)) in enumerate(zip(variants, times)):
             if i == j:
                 continue
-            if u.bytes <= v.bytes and u50 <= t50 and u95 <= t95 and u.accuracy >= v.accuracy:
-                strictly = u.bytes < v.bytes or u50 < t50 or u95 < t95 or u.accuracy > v.accuracy
+            if u.bytes <= v.bytes and u50 <= t50 and u95 <= t95 and u.accuracy >= v.accuracy and lt[j] <= lt[i]:
+                strictly = (u.bytes < v.bytes or u50 < t50 or u95 < t95 or u.accuracy > v.accuracy
+                            or lt[j] < lt[i])
                 if strictly or u.name < v.name:
                     dominated = True
                     break
@@ -146,8 +163,13 @@ def non_dominated(variants: list[Variant], times: list[tuple[float, float]]) -> 
 
 
 def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
-                  options: PlacementOptions = PlacementOptions()) -> Problem:
-    """Enumerate the useful triples (near-linear in their number) and pack them into arrays."""
+                  options: PlacementOptions = PlacementOptions(), moves: Moves | None = None) -> Problem:
+    """Enumerate the useful triples (near-linear in their number) and pack them into arrays.
+
+    ``moves``: the running plan and the weight of a move; new placements then cost
+    ``weight x move_ms`` in the objective (``Problem.pair_move``). Domination then also
+    compares load times, and a variant the running plan holds at a node is never
+    dropped there (keeping it is free, which no other variant can beat)."""
     node_ids = list(topology.nodes)
     nidx = {n: i for i, n in enumerate(node_ids)}
     nodes = [topology.nodes[n] for n in node_ids]
@@ -171,7 +193,8 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
                 continue
             vs = list(catalog.tasks[t].variants.values())
             times = [model.base_times(n.hardware_class, v, n.id) for v in vs]
-            cand[key] = [(vidx[vs[i].name], times[i][0], times[i][1]) for i in non_dominated(vs, times)]
+            loads = [move_time(model, n.id, v).load_ms for v in vs] if moves is not None else None
+            cand[key] = [(vidx[vs[i].name], times[i][0], times[i][1]) for i in non_dominated(vs, times, loads)]
 
     stats = {"candidates": 0, "off_path": 0, "dominated": 0, "memory": 0, "budget": 0, "slo": 0}
     # Classes sharing (ingress, task) share a block: the (path node, candidate variant)
@@ -193,6 +216,10 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
         if key not in at_node:
             node = nodes[ni]
             cands = cand[(node.hardware_class, task)]
+            if moves is not None:  # what the running plan holds here stays a candidate
+                held = [v for v in catalog.tasks[task].variants.values() if moves.placed(node.id, v.name)
+                        and all(c[0] != vidx[v.name] for c in cands)]
+                cands = cands + [(vidx[v.name], *model.base_times(node.hardware_class, v, node.id)) for v in held]
             keep = [c for c in cands if size_l[c[0]] <= mem_l[ni]]
             n_mem = len(cands) - len(keep)
             n_budget = 0
@@ -271,12 +298,24 @@ def build_problem(topology: Topology, catalog: Catalog, demand: Demand,
     stats["pairs"] = len(uk)
     notes = [f"no latency profile for {v!r} on {hw!r}: {src}"
              for (hw, v), src in sorted(model.fallbacks.items(), key=str)]
+    pair_node = pair_keys // max(len(variants), 1)
+    pair_var = pair_keys % max(len(variants), 1)
+    pair_move = np.zeros(len(pair_keys))
+    if moves is not None and moves.weight > 0:
+        sources: set[str] = set()
+        for p, (ni, vi) in enumerate(zip(pair_node.tolist(), pair_var.tolist())):
+            if not moves.placed(node_ids[ni], variants[vi].name):
+                mt = move_time(model, node_ids[ni], variants[vi])
+                pair_move[p] = moves.weight * mt.ms
+                if mt.source != "profiled":
+                    sources.add(f"{variants[vi].name} on {nodes[ni].hardware_class}: {mt.source}")
+        notes += [f"no load time for {s}" for s in sorted(sources)]
     return Problem(
         options=options, classes=list(demand.classes), rate=rate,
         node_ids=node_ids, mem=mem, cap=cap, price=price,
         repository=np.array([n.repository for n in nodes], dtype=bool),
         variant_names=[v.name for v in variants], size=size, acc=acc,
-        pair_node=pair_keys // max(len(variants), 1), pair_var=pair_keys % max(len(variants), 1),
+        pair_node=pair_node, pair_var=pair_var, pair_move=pair_move,
         tri_class=t_class, tri_pair=rank[inv].astype(np.int64),
         tri_cost=t_lat + alpha * (1.0 - acc[t_var]), tri_latency=t_lat,
         tri_load=rate[t_class] * t_tn / 1000.0, class_ptr=class_ptr,

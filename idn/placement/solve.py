@@ -18,6 +18,7 @@ from idn.placement.baselines import greedy, lp_round, repository_only, smallest
 from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.explain import InfeasibleProblem, diagnose
 from idn.placement.ilp import solve_ilp
+from idn.placement.moves import Moves
 from idn.placement.problem import PlacementOptions, Problem, build_problem
 from idn.placement.solution import Solution, to_plan
 from idn.plan import Plan
@@ -56,21 +57,26 @@ def run_method(problem: Problem, topology: Topology, catalog: Catalog, method: s
 
 def score(problem: Problem, solution: Solution, topology: Topology, catalog: Catalog, demand: Demand,
           reference_objective: float | None = None, version: int = 1,
-          inputs: dict[str, str] | None = None) -> tuple[Plan, Evaluation]:
+          inputs: dict[str, str] | None = None, moves: Moves | None = None) -> tuple[Plan, Evaluation]:
     """The plan of a solution with the evaluator's per-class and total predictions attached."""
     bare = to_plan(problem, solution, version, inputs)
-    ev = evaluate(bare, topology, catalog, demand, problem.options, reference_objective)
+    ev = evaluate(bare, topology, catalog, demand, problem.options, reference_objective, moves=moves)
     plan = to_plan(problem, solution, version, inputs, {c: s.as_dict() for c, s in ev.classes.items()}, ev.totals())
     return plan, ev
 
 
 def solve(topology: Topology, catalog: Catalog, demand: Demand, options: PlacementOptions = PlacementOptions(),
           method: str = "highs", solver: SolverOptions = SolverOptions(), version: int = 1,
-          inputs: dict[str, str] | None = None, problem: Problem | None = None) -> Outcome:
-    """Solve and score; raises InfeasibleProblem with reasons when no plan meets every constraint."""
+          inputs: dict[str, str] | None = None, problem: Problem | None = None,
+          moves: Moves | None = None) -> Outcome:
+    """Solve and score; raises InfeasibleProblem with reasons when no plan meets every constraint.
+
+    ``moves``: the running plan and the weight of a move (idn.placement.moves); the ILP
+    then trades the gain of a new placement against its move cost, and the evaluation
+    reports what the change costs."""
     t0 = time.perf_counter()
     if problem is None:
-        problem = build_problem(topology, catalog, demand, options)
+        problem = build_problem(topology, catalog, demand, options, moves)
     problem_s = time.perf_counter() - t0
     if problem.unservable and method != "repository":
         d = diagnose(problem, topology, catalog, demand, solver)
@@ -82,5 +88,5 @@ def solve(topology: Topology, catalog: Catalog, demand: Demand, options: Placeme
         raise InfeasibleProblem(why, d.warnings)
     sol.notes.extend(problem.notes)
     ref_plan, ref = score(problem, repository_only(problem, topology, catalog), topology, catalog, demand)
-    plan, ev = score(problem, sol, topology, catalog, demand, ref.objective, version, inputs)
+    plan, ev = score(problem, sol, topology, catalog, demand, ref.objective, version, inputs, moves)
     return Outcome(problem, sol, plan, ev, ref, problem_s)
