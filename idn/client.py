@@ -228,3 +228,7 @@ class ControlClient:
     def stats(self, since: int = 0) -> cpb.Stats:
         """``Stats`` per request class since a cursor (0 = since the node started)."""
         return self.stub.GetStats(cpb.GetStatsRequest(since=since), metadata=self._metadata, timeout=self.timeout)
+
+    def plan(self) -> cpb.PlanState:
+        """``PlanState``: the version and JSON of the plan the node routes by (version 0: none)."""
+        return self.stub.GetPlan(cpb.GetPlanRequest(), metadata=self._metadata, timeout=self.timeout)

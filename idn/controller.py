@@ -8,10 +8,17 @@ network-wide phases) only when the current one cannot serve the measured classes
 or when the new one is cheaper by at least ``min_gain``: re-planning on noise would
 churn models for nothing. Pure decision logic (``measured_demand``, ``decide``) is
 separate from the I/O (``Controller.step``) so it can be tested on its own.
+
+Measuring right: the first round must not count the time before the controller
+started (a node's counters run since it started, most of it idle), so ``prime`` takes
+a cursor on every node first and each round measures exactly the window since the
+last one. The running plan is read from the nodes (GetPlan, the highest version any
+node routes by), so a controller started on a running network knows what it replaces.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -22,7 +29,7 @@ from idn.network import push_plan
 from idn.placement import solve
 from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.problem import PlacementOptions
-from idn.plan import Plan
+from idn.plan import Plan, parse_plan
 from idn.topology import Topology
 
 
@@ -87,6 +94,18 @@ class Controller:
     plan: Plan | None = None  # what the network runs (as far as this controller applied it)
     _cursors: dict[str, int] = field(default_factory=dict)
 
+    def prime(self) -> None:
+        """Start measuring now: a cursor per node, and the plan the network runs."""
+        best: tuple[int, str] = (0, "")
+        for nid, addr in self.addresses.items():
+            with ControlClient(addr, self.token) as c:
+                self._cursors[nid] = c.stats(0).cursor
+                st = c.plan()
+            if st.version > best[0]:
+                best = (st.version, st.plan_json)
+        if best[0] and (self.plan is None or self.plan.version < best[0]):
+            self.plan = parse_plan(json.loads(best[1]), f"<plan v{best[0]} from the nodes>")
+
     def read_stats(self) -> list:
         windows = []
         for nid, addr in self.addresses.items():
@@ -97,6 +116,8 @@ class Controller:
         return windows
 
     def step(self) -> StepResult:
+        if not self._cursors:
+            self.prime()
         demand = measured_demand(self.read_stats(), self.topology, self.catalog)
         if not demand.classes:
             return StepResult(demand, None)

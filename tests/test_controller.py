@@ -80,20 +80,78 @@ def test_controller_loop_on_real_nodes(tmp_path, parts):
         net.close()
 
 
-def test_control_cli_rounds(tmp_path, parts):
+def test_control_cli_measures_only_its_own_window_and_knows_the_running_plan(tmp_path, parts):
     import subprocess
     import sys
 
+    from idn.network import push_plan
+    from tests.network import make_plan
+
     net = Network(line_topology(tmp_path), parts[1])
+    addresses = {n: net.address(n) for n in net.topology.nodes}
     try:
-        with Client(net.address("edge")) as c:
-            for _ in range(5):
+        push_plan(make_plan(1, {"cloud": ["toy-big"]}, [("cloud", "toy-big", 1.0)]), net.topology, addresses,
+                  net.token)
+        with Client(net.address("edge")) as c:  # before the controller starts: not its demand
+            for _ in range(50):
                 c.infer("toy", X)
-        proc = subprocess.run([sys.executable, "-m", "idn.cli", "control", str(net.topology_path), "--rounds", "2",
-                               "--interval", "0.1", "--token", net.token, "--catalog", str(parts[1])],
-                              capture_output=True, text=True, timeout=120)
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        assert "round 1: 1 classes" in proc.stdout and "applied plan v1" in proc.stdout
-        assert "round 2: no traffic measured" in proc.stdout
+        proc = subprocess.Popen([sys.executable, "-m", "idn.cli", "control", str(net.topology_path), "--rounds", "2",
+                                 "--interval", "2.5", "--token", net.token, "--catalog", str(parts[1])],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        line = proc.stdout.readline()  # printed once primed
+        assert "the network runs plan v1" in line, line
+        with Client(net.address("edge")) as c:
+            for _ in range(10):
+                c.infer("toy", X)
+        out = line + proc.communicate(timeout=120)[0]
+        assert proc.returncode == 0, out
+        assert "round 1: 1 classes" in out and "no plan yet" not in out
+        # 10 requests in a 2.5 s window, not 60 over the nodes' lifetime
+        rate = float(out.split("round 1: 1 classes, ")[1].split(" req/s")[0])
+        assert 3.0 <= rate <= 4.5, out
+        assert "applied plan v2" in out  # re-versioned above the running v1
+        assert "round 2: no traffic measured" in out
+        assert net.nodes["edge"].server.deployment.version == 2
     finally:
         net.close()
+
+
+def test_measured_rates_match_what_loadgen_sent_on_the_demo(tmp_path):
+    """The shipped demo network and demand: per class, the controller counts what the load generator sent."""
+    import asyncio
+
+    import yaml
+
+    from idn.catalog import default_catalog_path
+    from idn.demand import load_demand
+    from idn.launcher import start_network, stop_nodes
+    from idn.loadgen import LoadOptions, plan_load, run_load
+    from tests.network import free_port
+
+    doc = yaml.safe_load(open("deploy/topologies/demo.yaml"))
+    for n in doc["nodes"]:
+        n["address"] = f"127.0.0.1:{free_port()}"
+    topo_path = tmp_path / "demo.yaml"
+    topo_path.write_text(yaml.safe_dump(doc))
+    topo, cat = load_topology(topo_path), load_catalog(default_catalog_path())
+    demand = load_demand("deploy/demands/demo.yaml", topo, cat)
+    state, procs = start_network(topo_path, emulate=True, run_dir=tmp_path / "run")
+    try:
+        ctl = Controller(topo, cat, state.addresses, state.token)
+        loads = plan_load(topo, cat, demand, seed=1)
+        ctl.prime()
+        report = asyncio.run(run_load(loads, LoadOptions(duration_s=6.0, warmup_s=0.0, seed=1)))
+        windows = ctl.read_stats()
+        window_s = max(w.window_s for w in windows)
+        counted: dict[str, int] = {}
+        for w in windows:
+            for cs in w.classes:
+                counted[cs.class_key] = counted.get(cs.class_key, 0) + cs.requests
+        measured = measured_demand(windows, topo, cat).by_id()
+        for c in report.classes:
+            assert counted.get(c.class_id) == c.sent, (c.class_id, counted, c.sent)
+            # rates over the controller's window, which holds the whole load and little else
+            assert measured[c.class_id].rate == pytest.approx(c.sent / report.duration_s, rel=0.05), (
+                c.class_id, measured[c.class_id].rate, c.sent, window_s)
+    finally:
+        stop_nodes(state.nodes, procs=procs)

@@ -228,9 +228,11 @@ def control(
     ctl = Controller(topo, cat, addresses, tok, PlacementOptions(alpha=alpha), method=method, min_gain=min_gain)
     n = 0
     try:
+        ctl.prime()  # measure from now on, knowing the plan the network already runs
+        running = f"v{ctl.plan.version}" if ctl.plan is not None else "none"
+        out.print(f"measuring every {interval:g} s; the network runs plan {running}", highlight=False)
         while rounds == 0 or n < rounds:
-            if n:
-                time.sleep(interval)
+            time.sleep(interval)
             n += 1
             try:
                 res = ctl.step()

@@ -8,6 +8,7 @@ The comparison is constant-time.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 
 import grpc
@@ -15,6 +16,7 @@ import grpc
 from idn.node.deployment import Deployment, Phase
 from idn.node.handlers import answers_errors
 from idn.node.stats import BOUNDS_MS
+from idn.plan import plan_to_dict
 from idn.protocol.status import InvalidInput
 from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc
@@ -62,6 +64,14 @@ class ControlServicer(cpb_grpc.NodeControlServicer):
                                f"{', '.join(f'{p.value} ({p.name})' for p in Phase)}") from None
         res = await self.deployment.apply(self.deployment.parse(request.plan_json), phase=phase)
         return cpb.ApplyPlanResponse(version=res.version, loaded=res.loaded, unloaded=res.unloaded, kept=res.kept)
+
+    @answers_errors
+    async def GetPlan(self, request, context):
+        await self._authorize(context)
+        plan = self.deployment.plan
+        if plan is None:
+            return cpb.PlanState(version=0, plan_json="")
+        return cpb.PlanState(version=plan.version, plan_json=json.dumps(plan_to_dict(plan)))
 
     @answers_errors
     async def GetStats(self, request, context):
