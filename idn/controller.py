@@ -5,8 +5,16 @@ node's GetStats since its last cursor (the requests each ingress received, per
 request class with its SLO), turns the rates into a Demand, scores the plan the
 network runs now against it, solves afresh, and pushes the new plan (in the three
 network-wide phases) only when the current one cannot serve the measured classes,
-or when the new one is cheaper by at least ``min_gain``: re-planning on noise would
-churn models for nothing. Pure decision logic (``measured_demand``, ``decide``) is
+or when the new one is cheaper by at least ``min_gain`` *after paying for its moves*:
+re-planning on noise would churn models for nothing.
+
+Moving models is not free (:mod:`idn.placement.moves`): the solver gets the running plan
+and charges each new placement ``move_weight / interval_s`` per ms of moving (load time
+plus bytes over the links), i.e. one ms of moving is worth ``move_weight`` request-ms of
+latency, and a plan's gain per second is counted over one interval. Hysteresis: after a
+change, ``hold_rounds`` rounds keep it unless the running plan breaks a constraint, so
+two plans of near-equal cost cannot alternate. Every push is logged with its reason,
+its predicted gain and its move cost (``StepResult.log_line``). Pure decision logic (``measured_demand``, ``decide``) is
 separate from the I/O (``Controller.step``) so it can be tested on its own.
 
 Measuring right: the first round must not count the time before the controller
@@ -28,6 +36,7 @@ from idn.demand import Demand, RequestClass, class_id
 from idn.network import push_plan
 from idn.placement import solve
 from idn.placement.evaluate import Evaluation, evaluate
+from idn.placement.moves import Moves
 from idn.placement.problem import PlacementOptions
 from idn.plan import Plan, parse_plan
 from idn.topology import Topology
@@ -61,17 +70,26 @@ class Decision:
     candidate: Evaluation | None = None
 
 
-def decide(current: Evaluation | None, candidate: Evaluation, min_gain: float) -> Decision:
-    """Replace the running plan only if it cannot serve the demand or the new one is clearly cheaper."""
+def decide(current: Evaluation | None, candidate: Evaluation, min_gain: float, held: bool = False) -> Decision:
+    """Replace the running plan only if it cannot serve the demand or the new one is clearly cheaper.
+
+    The candidate's gain is net of its move cost (``candidate.move_cost``, in the same
+    units as the objective: what the moves cost, spread over one interval). ``held``:
+    the last change is too recent (hysteresis); only a broken running plan is replaced."""
     if current is None:
         return Decision(True, "no plan yet", None, candidate)
     if current.violations:
         return Decision(True, f"the running plan breaks {len(current.violations)} constraint(s) under the "
                               f"measured demand (e.g. {current.violations[0]})", current, candidate)
-    gain = 1 - candidate.objective / current.objective if current.objective > 0 else 0.0
+    net = candidate.objective + candidate.move_cost
+    gain = 1 - net / current.objective if current.objective > 0 else 0.0
+    moves = f" after {len(candidate.moved)} move(s)" if candidate.moved else ""
+    if held:
+        return Decision(False, f"new plan {100 * gain:.1f}% cheaper{moves}, but the last change is too recent "
+                               "(hysteresis): keep", current, candidate)
     if gain >= min_gain:
-        return Decision(True, f"new plan {100 * gain:.1f}% cheaper", current, candidate)
-    return Decision(False, f"new plan only {100 * gain:.1f}% cheaper (< {100 * min_gain:.0f}%): keep",
+        return Decision(True, f"new plan {100 * gain:.1f}% cheaper{moves}", current, candidate)
+    return Decision(False, f"new plan only {100 * gain:.1f}% cheaper{moves} (< {100 * min_gain:.0f}%): keep",
                     current, candidate)
 
 
@@ -80,6 +98,23 @@ class StepResult:
     demand: Demand
     decision: Decision | None  # None: no traffic measured
     version: int | None = None  # the version applied, when one was
+
+    def log_line(self) -> str:
+        """What this round did, with what it cost and what it gained (one line, for the log)."""
+        d = self.decision
+        rate = sum(c.rate for c in self.demand.classes)
+        if d is None:
+            return "no traffic measured"
+        head = f"{len(self.demand.classes)} classes, {rate:.1f} req/s; "
+        if self.version is None:
+            return head + d.reason
+        cand = d.candidate
+        gained = "" if d.current is None or cand is None else (
+            f"; predicted cost {d.current.objective / max(rate, 1e-9):.1f} -> "
+            f"{cand.objective / max(rate, 1e-9):.1f} ms per request")
+        moved = "" if cand is None or not cand.moved else (
+            f"; moved {', '.join(cand.moved)} ({cand.move_ms / 1000:.2f} s of loading and transfer)")
+        return head + f"applied plan v{self.version} ({d.reason}){gained}{moved}"
 
 
 @dataclass
@@ -91,8 +126,12 @@ class Controller:
     options: PlacementOptions = field(default_factory=PlacementOptions)
     method: str = "highs"
     min_gain: float = 0.05
-    plan: Plan | None = None  # what the network runs (as far as this controller applied it)
+    interval_s: float = 10.0    # how long a plan is expected to run: gains per second count this long
+    move_weight: float = 1.0    # request-ms of latency one ms of moving is worth (0: moves are free)
+    hold_rounds: int = 1        # rounds after a change during which only a broken plan is replaced
+    plan: Plan | None = None  # what the network runs (read from the nodes by prime())
     _cursors: dict[str, int] = field(default_factory=dict)
+    _since_change: int = 1_000_000
 
     def prime(self) -> None:
         """Start measuring now: a cursor per node, and the plan the network runs."""
@@ -121,11 +160,20 @@ class Controller:
         demand = measured_demand(self.read_stats(), self.topology, self.catalog)
         if not demand.classes:
             return StepResult(demand, None)
-        outcome = solve(self.topology, self.catalog, demand, self.options, method=self.method)
+        moves = self.moves()
+        outcome = solve(self.topology, self.catalog, demand, self.options, method=self.method, moves=moves)
         current = evaluate(self.plan, self.topology, self.catalog, demand, self.options) if self.plan else None
-        d = decide(current, outcome.evaluation, self.min_gain)
+        self._since_change += 1
+        d = decide(current, outcome.evaluation, self.min_gain, held=self._since_change <= self.hold_rounds)
         if not d.apply:
             return StepResult(demand, d)
         version, _ = push_plan(outcome.plan, self.topology, self.addresses, self.token)
         self.plan = outcome.plan.with_version(version)
+        self._since_change = 0
         return StepResult(demand, d, version)
+
+    def moves(self) -> Moves | None:
+        """The running plan and the per-second weight of a ms of moving (None: nothing runs yet)."""
+        if self.plan is None:
+            return None
+        return Moves.from_placements(self.plan.placements, self.move_weight / max(self.interval_s, 1e-9))

@@ -55,6 +55,15 @@ def test_decide_replans_only_when_it_pays():
     assert not keep.apply and "keep" in keep.reason
 
 
+def test_decide_counts_the_moves_and_holds_after_a_change():
+    moving = ev(90)
+    moving.move_cost, moving.moved, moving.move_ms = 8.0, ["big@edge"], 2400.0
+    paid = decide(ev(100), moving, 0.05)  # 10% cheaper, but 8 of the 10 go to moving
+    assert not paid.apply and "2.0% cheaper after 1 move(s)" in paid.reason
+    assert decide(ev(100), ev(80), 0.05, held=True).apply is False  # hysteresis
+    assert decide(ev(100, ["memory: node 'edge'"]), ev(80), 0.05, held=True).apply  # unless broken
+
+
 def test_controller_loop_on_real_nodes(tmp_path, parts):
     net = Network(line_topology(tmp_path), parts[1])
     try:

@@ -208,7 +208,12 @@ def control(
     topology: Annotated[Path, typer.Argument(help="topology of the running network")],
     interval: Annotated[float, typer.Option(help="seconds between measurements")] = 10.0,
     rounds: Annotated[int, typer.Option(help="measure-solve-decide rounds (0 = until Ctrl-C)")] = 0,
-    min_gain: Annotated[float, typer.Option(help="re-plan only if the new plan is this much cheaper")] = 0.05,
+    min_gain: Annotated[float, typer.Option(help="re-plan only if the new plan is this much cheaper, "
+                                            "after paying for its moves")] = 0.05,
+    move_weight: Annotated[float, typer.Option(help="request-ms of latency one ms of moving a model "
+                                               "(load + transfer) is worth; 0 = moves are free")] = 1.0,
+    hold_rounds: Annotated[int, typer.Option(help="rounds after a change that keep it unless it breaks "
+                                             "(hysteresis)")] = 1,
     alpha: Annotated[float, typer.Option(help="ms charged per unit of inaccuracy")] = PlacementOptions().alpha,
     method: Annotated[str, typer.Option(help="solver: highs, cbc, greedy, lp-round")] = "highs",
     catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml (default models/catalog.yaml)")] = None,
@@ -225,7 +230,8 @@ def control(
         cat = load_catalog(catalog or default_catalog_path())
     except ConfigError as e:
         raise fail(str(e)) from None
-    ctl = Controller(topo, cat, addresses, tok, PlacementOptions(alpha=alpha), method=method, min_gain=min_gain)
+    ctl = Controller(topo, cat, addresses, tok, PlacementOptions(alpha=alpha), method=method, min_gain=min_gain,
+                     interval_s=interval, move_weight=move_weight, hold_rounds=hold_rounds)
     n = 0
     try:
         ctl.prime()  # measure from now on, knowing the plan the network already runs
@@ -242,14 +248,6 @@ def control(
                 continue
             except grpc.RpcError as e:
                 raise fail(f"{e.code().name}: {e.details()}") from None
-            rate = sum(c.rate for c in res.demand.classes)
-            if res.decision is None:
-                out.print(f"round {n}: no traffic measured", highlight=False)
-            elif res.version is not None:
-                out.print(f"round {n}: {len(res.demand.classes)} classes, {rate:.1f} req/s; applied plan "
-                          f"v{res.version} ({res.decision.reason})", highlight=False)
-            else:
-                out.print(f"round {n}: {len(res.demand.classes)} classes, {rate:.1f} req/s; "
-                          f"{res.decision.reason}", highlight=False)
+            out.print(f"round {n}: {res.log_line()}", highlight=False)
     except KeyboardInterrupt:
         pass
