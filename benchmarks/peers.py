@@ -76,7 +76,10 @@ PEERS = {
 }
 PY_SPY = "py-spy==0.4.1"
 SERVERS = ["echo", "kserve", "mlserver", "triton", "idn"]
+# Not in the default run, for diagnosis only: the node with dynamic batching on.
+OPTIONAL = {"idn_batch": ["--max-batch", "8"]}
 LABELS = {"echo": "bare grpc.aio echo (transport floor)", "idn": "idn node (defaults)",
+          "idn_batch": "idn node --max-batch 8 (not default)",
           **{k: v["label"] for k, v in PEERS.items()}}
 LEVELS = (1, 8, 32)
 N_INPUTS = 64
@@ -535,6 +538,9 @@ def group_ticks(pgid: int) -> int:
     return total
 
 
+RETRY_BUDGET = {"left_s": 150.0}     # extra seconds a whole run may spend on repeated measurements
+
+
 def clean_measure(pbg, server: Server, w: Workload, k: int, duration: float, warmup: float, server_cpus: set[int],
                   driver_cpus: set[int], max_foreign: float, log, tries: int = 3) -> dict:
     """measure(), and how much of the servers' CPUs went to processes other than this server (and
@@ -552,8 +558,9 @@ def clean_measure(pbg, server: Server, w: Workload, k: int, duration: float, war
         res["attempts"] = attempt + 1
         if best is None or res["foreign_cpu"] < best["foreign_cpu"]:
             best = res
-        if res["foreign_cpu"] <= max_foreign:
+        if res["foreign_cpu"] <= max_foreign or RETRY_BUDGET["left_s"] <= 0:
             break
+        RETRY_BUDGET["left_s"] -= t1 - t0
         log(f"  [dim]{server.name} {w.model} k={k}: {100 * res['foreign_cpu']:.0f}% of the servers' CPU went to "
             f"other processes; measuring again[/dim]")
     return best
@@ -591,15 +598,17 @@ def start_servers(args, names: list[str], paths: dict[str, Path], loads: dict[st
                 pairs.write_bytes(pickle.dumps(echo_answers(pb, loads)))
                 s.proc = spawn([sys.executable, "-c", ECHO_SERVER, port, pairs], s.log, server_cpus)
                 s.config = {"impl": "grpc.aio generic handler, request bytes -> pre-computed response bytes"}
-            elif name == "idn":
+            elif name in ("idn", *OPTIONAL):
                 idn = ROOT / ".venv" / "bin" / "idn"
                 idn = idn if idn.exists() else Path(shutil.which("idn") or "idn")
-                cmd = [idn, "node", "--listen", s.address, *sum((["--model", f"{m}={p}"] for m, p in models.items()), [])]
+                cmd = [idn, "node", "--listen", s.address, *sum((["--model", f"{m}={p}"] for m, p in models.items()), []),
+                       *OPTIONAL.get(name, [])]
                 if args.ort_threads != 1:
                     cmd += ["--intra-op-threads", args.ort_threads]
                 s.proc = spawn(cmd, s.log, server_cpus)
-                s.config = {"command": " ".join(map(str, cmd)), "settings": "defaults" if args.ort_threads == 1
-                            else f"defaults except --intra-op-threads {args.ort_threads}"}
+                s.config = {"command": " ".join(map(str, cmd)),
+                            "settings": ("defaults" if name == "idn" else " ".join(OPTIONAL[name]))
+                            + ("" if args.ort_threads == 1 else f", --intra-op-threads {args.ort_threads}")}
             else:
                 py, why = ensure_venv(args.venvs, name, PEERS[name]["requirements"]
                                       + [f"onnxruntime=={ort.__version__}"], log)
@@ -694,6 +703,7 @@ def profile_node(args, server: Server, w: Workload, pbg, seconds: float, out: Pa
     if spy.returncode != 0 or not raw.exists():
         return {"error": f"py-spy failed ({spy.returncode}): {txt.strip()[-400:]}"}
     summary = summarise_pyspy(raw.read_text(), rate * int(seconds))
+    summary["server"] = LABELS[server.name]
     summary["load"] = {k: round(m[k], 1) for k in ("rps", "p50_us", "p99_us")} | {
         "errors": m["errors"], "wrong": m["wrong"], "other processes' share of the servers' CPUs": m["foreign_cpu"]}
     if perf is not None:
@@ -784,7 +794,7 @@ def summarise_perf(data: Path, thread_names: dict[str, str]) -> dict:
 
 
 def render_profile(s: dict, model: str, seconds: float) -> str:
-    lines = [f"idn node, model {model}, 32 requests in flight for {seconds:.0f} s; load meanwhile: {s['load']}",
+    lines = [f"{s.get('server', 'idn node')}, model {model}, 32 requests in flight for {seconds:.0f} s; load meanwhile: {s['load']}",
              "", "py-spy (--nonblocking, 250 Hz): busy share of one core per thread (idle threads are not sampled):"]
     lines += [f"  {v:5.1f}%  {k}" for k, v in s["busy_pct_of_a_core"].items()]
     lines += ["", "py-spy: the event loop thread's busy samples, by innermost place (% of its samples):"]
@@ -907,10 +917,10 @@ def main() -> None:  # noqa: C901 - one straight-line run
     rounds = args.rounds or (1 if args.quick else 3)
     duration = args.duration or (1.0 if args.quick else 3.0)
     warmup = args.warmup if args.warmup is not None else (0.3 if args.quick else 0.7)
-    names = [s for s in SERVERS if s in args.servers.split(",")]
+    names = [s for s in [*SERVERS, *OPTIONAL] if s in args.servers.split(",")]
     if args.profile_only:
-        names, args.profile = ["idn"], True
-    unknown = set(args.servers.split(",")) - set(SERVERS)
+        names, args.profile = ["echo", "idn"], True
+    unknown = set(args.servers.split(",")) - set(SERVERS) - set(OPTIONAL)
     if unknown:
         raise SystemExit(f"--servers: unknown {sorted(unknown)}; choose from {SERVERS}")
     model_names = [m for m in args.models.split(",") if m]
@@ -927,6 +937,7 @@ def main() -> None:  # noqa: C901 - one straight-line run
 
     server_cpus, driver_cpus, pin_note = cpu_plan(args.cores)
     args.server_cpus, args.driver_cpus = server_cpus, driver_cpus
+    RETRY_BUDGET["left_s"] = 20.0 if args.quick else 150.0
     results_dir = args.out.parent
     logs = results_dir / "peers-logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -975,12 +986,15 @@ def main() -> None:  # noqa: C901 - one straight-line run
                     if servers[n].proc.poll() is not None:
                         log(f"[red]{n} died: {servers[n].log_tail()}[/red]")
         if args.profile and "idn" in live:
-            for m in model_names:
-                out = results_dir / f"peers-profile-{m}.txt"
-                log(f"profiling idn node, {m}, 32 in flight, {args.profile_seconds:.0f} s -> {out}")
-                profiles[m] = profile_node(args, servers["idn"], loads[m], pbg, args.profile_seconds, out, log)
-                if "error" in profiles[m]:
-                    log(f"[red]  {profiles[m]['error']}[/red]")
+            # the node on each model, and the echo server (the transport floor) on the tiny one as the baseline
+            todo = [("idn", m) for m in model_names] + ([("echo", "tiny")] if "echo" in live and "tiny" in loads else [])
+            for n, m in todo:
+                key = m if n == "idn" else f"{n}-{m}"
+                out = results_dir / f"peers-profile-{key}.txt"
+                log(f"profiling {n}, {m}, 32 in flight, {args.profile_seconds:.0f} s -> {out}")
+                profiles[key] = profile_node(args, servers[n], loads[m], pbg, args.profile_seconds, out, log)
+                if "error" in profiles[key]:
+                    log(f"[red]  {profiles[key]['error']}[/red]")
     finally:
         for s in servers.values():
             stop(s.proc)
@@ -1010,20 +1024,21 @@ def main() -> None:  # noqa: C901 - one straight-line run
                             f"{duration:g} s per level; {pin_note}")
             t.add_column("server")
             for c in ("p50 µs @1", "p99 µs @1", "req/s @1", "req/s @8", "p99 µs @8", "req/s @32",
-                      "(min-max)", "p99 µs @32", "bad"):
+                      "(min-max)", "p99 µs @32", "bad", "others' CPU"):
                 t.add_column(c, justify="right")
             t.add_row("ORT in-process (compute floor)", f"{floors[m]['p50_us']:.1f}", f"{floors[m]['p99_us']:.1f}",
-                      *[""] * 7)
+                      *[""] * 8)
             for n in names:
                 if n in res["missing"]:
-                    t.add_row(LABELS[n], "[red]missing[/red]", *[""] * 8)
+                    t.add_row(LABELS[n], "[red]missing[/red]", *[""] * 9)
                     continue
                 d = res["measured"][n][m]
                 bad = sum(d[k]["errors"] + d[k]["wrong"] for k in d)
                 t.add_row(LABELS[n], f"{d['1']['p50_us']:,.0f}", f"{d['1']['p99_us']:,.0f}", f"{d['1']['rps']:,.0f}",
                           f"{d['8']['rps']:,.0f}", f"{d['8']['p99_us']:,.0f}", f"{d['32']['rps']:,.0f}",
                           f"{d['32']['rps_min']:,.0f}-{d['32']['rps_max']:,.0f}", f"{d['32']['p99_us']:,.0f}",
-                          "0" if not bad else f"[red]{bad}[/red]")
+                          "0" if not bad else f"[red]{bad}[/red]",
+                          f"{100 * max(d[k]['foreign_cpu_max'] for k in d):.0f}%")
             con.print(t)
         res["issue_table_md"] = issue_table(res)
         con.print(res["issue_table_md"])
