@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PROTOS := $(wildcard proto/*.proto)
 STUBS  := idn/protos/.stamp
 
-.PHONY: run test lint proto models bench clean
+.PHONY: run test lint proto models bench clean image
 
 $(VENV)/.stamp: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "IDN needs Python >= 3.11 (set PYTHON=...)"'
@@ -33,6 +33,13 @@ lint: $(STUBS)
 	$(PY) -m mypy
 	@! grep -rnE 'type: ignore(\[[a-z-]+(, *[a-z-]+)*\])? *$$' idn --include=*.py --exclude-dir=protos \
 	  || { echo 'a `# type: ignore` needs its reason on the same line'; exit 1; }
+
+# The container image of every node (deploy/Dockerfile), built with --network=none from
+# wheels fetched first; the base is python:3.11-slim, or one made from Debian's packages
+# when Docker Hub cannot be reached. Needs a running Docker daemon.
+IMAGE ?= idn:latest
+image: $(VENV)/.stamp
+	PIP=$(VENV)/bin/pip deploy/build-image.sh $(IMAGE)
 
 run: $(STUBS)
 	$(VENV)/bin/idn demo

@@ -42,6 +42,9 @@ def node(
                                                       "restart")] = None,
     control_token: Annotated[Optional[str], typer.Option(envvar="IDN_CONTROL_TOKEN",
                                                          help="token control calls must carry")] = None,
+    control_token_file: Annotated[Optional[Path], typer.Option(envvar="IDN_CONTROL_TOKEN_FILE",
+                                                               help="read the control token from this file (a "
+                                                               "Docker or Kubernetes secret)")] = None,
     emulate: Annotated[bool, typer.Option(help="EMULATION on one machine: sleep each link's one-way delay on "
                                           "forwards and stretch compute by the node's slowdown")] = False,
     metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus /metrics over HTTP on this port "
@@ -71,6 +74,17 @@ def node(
     """Start a node daemon serving ONNX variants over the Open Inference Protocol v2 (gRPC)."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     models = parse_model_specs(model or [])
+    if control_token_file is not None:
+        if control_token:
+            raise typer.BadParameter("give the token or a file that holds it, not both",
+                                     param_hint="--control-token-file")
+        try:
+            control_token = control_token_file.read_text().strip()
+        except OSError as e:
+            raise typer.BadParameter(f"{control_token_file}: {e.strerror}",
+                                     param_hint="--control-token-file") from None
+        if not control_token:
+            raise typer.BadParameter(f"{control_token_file} is empty", param_hint="--control-token-file")
     topo, the_plan, cat = None, None, None
     try:
         if topology is not None:

@@ -91,17 +91,21 @@ def render(console: Console, outcome: Outcome, topology) -> None:
         console.print(f"[red]violation[/]: {v}")
 
 
-def write_sweep(rows: list[dict[str, float | str]], prefix: Path) -> tuple[Path, Path]:
-    """Pareto CSV and PNG (mean latency vs accuracy, one point per alpha)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def write_sweep(rows: list[dict[str, float | str]], prefix: Path) -> tuple[Path, Path | None]:
+    """Pareto CSV and PNG (mean latency vs accuracy, one point per alpha); no PNG without
+    matplotlib (the `plot` extra)."""
     csv_path, png_path = prefix.with_suffix(".csv"), prefix.with_suffix(".png")
     with csv_path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows(rows)
+    try:
+        import matplotlib
+    except ImportError:
+        return csv_path, None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     ok = [r for r in rows if r["status"] not in ("infeasible",)]
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot([r["mean_latency_ms"] for r in ok], [r["accuracy"] for r in ok], "o-")
@@ -177,7 +181,7 @@ def solve_cmd(
                           f"{r['p95_class_latency_ms']:.2f}", f"{r['accuracy']:.4f}", f"{r['deployment_cost']:.1f}")
             console.print(t)
             c, p = write_sweep(rows, sweep_out)
-            console.print(f"wrote {c} and {p}")
+            console.print(f"wrote {c} and {p}" if p else f"wrote {c} (no PNG: pip install 'idn[plot]')")
             return
         with err.status(f"building and solving ({solver})"):
             outcome = solve(topo, cat, dem, PlacementOptions(alpha, rho, budget), solver, sopts,
