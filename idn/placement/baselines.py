@@ -23,6 +23,11 @@ widens the routing LP to every pair that still fits, places the pairs it uses an
 exactly over them (retrying once from the method's placements that the unconstrained
 routing LP uses, when the method's placements spent the memory or budget a plan needs);
 only when that fails too is the result reported ``infeasible``, with both reasons.
+
+The completion is an LP method, not part of greedy's or smallest's own rule: with
+``lp_completion=False`` (methods ``greedy-alone``, ``smallest-alone``) it is skipped, so
+what the rule achieves by itself — its placements, the repairs and the optimal routing
+over them — is reported separately (``infeasible`` where the rule alone finds no plan).
 """
 
 from __future__ import annotations
@@ -48,7 +53,7 @@ HEURISTICS = ("repository", "smallest", "greedy", "lp-round")
 
 
 def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: SolverOptions,
-            bound: float | None = None) -> Solution:
+            bound: float | None = None, lp_completion: bool = True) -> Solution:
     own = placed.copy()
     placed = repair(problem, placed)
     shares, why = best_split(problem, placed, opts)
@@ -61,7 +66,7 @@ def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: So
             shares, why = best_split(problem, placed, opts)
             if shares is None:  # numerically refused by the LP: the fill itself is feasible
                 shares, why = fill, "compute-aware fill"
-        else:
+        elif lp_completion:
             # the fill leaves demand short: let the routing LP, widened to every pair that
             # still fits, say which placements to add (routing.complete)
             start = placed
@@ -124,8 +129,9 @@ def repository_only(problem: Problem, topology: Topology, catalog: Catalog) -> S
     return sol
 
 
-def smallest(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
-    """The smallest variant of each task on every node where it fits."""
+def smallest(problem: Problem, opts: SolverOptions = SolverOptions(), lp_completion: bool = True) -> Solution:
+    """The smallest variant of each task on every node where it fits (``lp_completion=False``:
+    the method's own rule, repairs and routing only, without the LP-guided completion)."""
     t0 = time.perf_counter()
     placed = np.zeros(problem.n_pairs, dtype=bool)
     ledger = Ledger(problem)
@@ -147,11 +153,13 @@ def smallest(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solutio
         p = min(pairs_at[(n, task)], key=lambda p: (problem.pair_size[p], p))
         if ledger.place_if_fits(p):
             placed[p] = True
-    return _finish(problem, "smallest", placed, t0, opts)
+    return _finish(problem, "smallest" if lp_completion else "smallest-alone", placed, t0, opts,
+                   lp_completion=lp_completion)
 
 
-def greedy(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
-    """Lazy greedy on marginal cost reduction per MiB, compute-aware."""
+def greedy(problem: Problem, opts: SolverOptions = SolverOptions(), lp_completion: bool = True) -> Solution:
+    """Lazy greedy on marginal cost reduction per MiB, compute-aware (``lp_completion=False``:
+    greedy's own rule, repairs and routing only, without the LP-guided completion)."""
     t0 = time.perf_counter()
     n_pairs = problem.n_pairs
     order = np.argsort(problem.tri_pair, kind="stable")
@@ -216,7 +224,8 @@ def greedy(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
                 load[tri_node[old]] -= tri_load[old]
             cur_tri[r], cur_cost[r] = i, tri_cost[i]
             load[n] += tri_load[i]
-    return _finish(problem, "greedy", placed, t0, opts)
+    return _finish(problem, "greedy" if lp_completion else "greedy-alone", placed, t0, opts,
+                   lp_completion=lp_completion)
 
 
 def lp_round(problem: Problem, opts: SolverOptions = SolverOptions()) -> Solution:
