@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from idn.config import ConfigError, Fields, read_document, sha256_file
+from idn.config import SAFE_ID_RULE, ConfigError, Fields, read_document, safe_id, sha256_file
 
 DATATYPES = {"BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
              "FP16", "FP32", "FP64", "BYTES"}
@@ -157,7 +157,7 @@ def _tensor_specs(f: Fields, key: str) -> tuple[TensorSpec, ...]:
         if dt not in DATATYPES:
             raise t.error("datatype", f"unknown datatype {dt!r}", f"use one of {sorted(DATATYPES)}")
         shape = t.req("shape", list)
-        if not all(isinstance(d, int) and d >= -1 for d in shape):
+        if not all(isinstance(d, int) and not isinstance(d, bool) and -1 <= d < 2**31 for d in shape):
             raise t.error("shape", f"dimensions must be integers >= -1, got {shape}")
         specs.append(TensorSpec(t.req("name", str), dt, tuple(shape)))
     return tuple(specs)
@@ -234,6 +234,8 @@ def parse_catalog(doc: Any, file: str | Path | None = None, verify_hashes: bool 
     if not tf_all.data:
         raise root.error("tasks", "no tasks defined", "add at least one task with variants")
     for tname in tf_all.data:
+        if not isinstance(tname, str) or not safe_id(tname):
+            raise tf_all.error(str(tname), f"task name {tname!r} is not allowed", f"use {SAFE_ID_RULE}")
         tf = tf_all.sub(tname)
         samples = tf.opt("samples", str, "")
         vf_all = tf.sub("variants")
@@ -241,6 +243,8 @@ def parse_catalog(doc: Any, file: str | Path | None = None, verify_hashes: bool 
             raise tf.error("variants", "task has no variants", "add at least one variant")
         variants: dict[str, Variant] = {}
         for vname in vf_all.data:
+            if not isinstance(vname, str) or not safe_id(vname):
+                raise vf_all.error(str(vname), f"variant name {vname!r} is not allowed", f"use {SAFE_ID_RULE}")
             vf = vf_all.sub(vname)
             if vname in seen_variants:
                 raise vf_all.error(str(vname), f"variant name already used by task {seen_variants[vname]!r}",

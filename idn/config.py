@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -39,17 +41,29 @@ def read_document(path: str | Path) -> Any:
     """Parse a YAML or JSON file (JSON is YAML, but its errors read better as JSON)."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        data = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(p, "<file>", "file not found", "check the path") from None
+    except IsADirectoryError:
+        raise ConfigError(p, "<file>", "is a folder, not a file", "give the path of the file") from None
     except OSError as e:
         raise ConfigError(p, "<file>", f"cannot read: {e.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(p, "<file>", f"not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}, line {line})",
+                          "save the file as UTF-8") from None
+    kind = "JSON" if p.suffix == ".json" else "YAML"
     try:
         if p.suffix == ".json":
             return json.loads(text)
         return yaml.safe_load(text)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
-        raise ConfigError(p, "<file>", f"not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {e}") from None
+        raise ConfigError(p, "<file>", f"not valid {kind}: {' '.join(str(e).split())}",
+                          f"fix the {kind} syntax at the position shown") from None
+    except (ValueError, RecursionError) as e:  # e.g. JSON's NaN/Infinity spellings, absurd nesting
+        raise ConfigError(p, "<file>", f"not valid {kind}: {e}") from None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -62,6 +76,22 @@ def sha256_file(path: str | Path) -> str:
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true/false",
                list: "a list", dict: "a mapping"}
+
+INT64_MAX = 2**63 - 1  # what protobuf's int64 fields (plan versions, counters) can carry
+
+# Ids that become file names (logs, state folders), command-line arguments and URL parts:
+# letters, digits, '_', '.', '-', not starting with '.' or '-', at most 128 characters.
+_SAFE_ID = re.compile(r"[^\W][\w.-]{0,127}")
+SAFE_ID_RULE = "letters, digits, '_', '.' and '-', not starting with '.' or '-', at most 128 characters"
+
+
+def safe_id(value: str) -> bool:
+    """True when ``value`` can name a file and an argument as it is (see ``SAFE_ID_RULE``)."""
+    return bool(_SAFE_ID.fullmatch(value)) and value.isprintable()
+
+
+def finite(value: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class Fields:
@@ -110,6 +140,14 @@ class Fields:
             raise self.error(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}")
         return v
 
+    def ident(self, key: str, what: str = "id") -> str:
+        """A required id that is safe as a file name and an argument (``SAFE_ID_RULE``)."""
+        v = self.req(key, str)
+        if not safe_id(v):
+            raise self.error(key, f"{what} {v!r} is not allowed" if v else f"empty {what}",
+                             f"use {SAFE_ID_RULE}")
+        return v
+
     def check_keys(self, allowed: set[str]) -> None:
         """Unknown keys are typos more often than not: refuse them."""
         for k in self.data:
@@ -117,10 +155,20 @@ class Fields:
                 raise self.error(str(k), "unknown field", f"use one of: {', '.join(sorted(allowed))}")
 
     def _typed(self, key: str, value: Any, typ: type[T]) -> T:
+        """``value`` as ``typ``; numbers must be finite (NaN and infinity never mean anything here)
+        and integers must fit in 64 bits (what the wire formats carry)."""
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > 1e300:
+                raise self.error(key, f"number out of range: {value}")
             return float(value)  # type: ignore[return-value]  # typ is float, so T is float
-        if typ is int and isinstance(value, bool):
-            raise self.error(key, f"expected {_TYPE_NAMES[int]}, got {value!r}")
+        if typ in (int, float) and isinstance(value, bool):
+            raise self.error(key, f"expected {_TYPE_NAMES[typ]}, got {value!r}")
+        if typ is int and isinstance(value, float) and value.is_integer() and math.isfinite(value):
+            raise self.error(key, f"expected {_TYPE_NAMES[int]}, got {value!r}", f"write {int(value)}")
         if not isinstance(value, typ):
             raise self.error(key, f"expected {_TYPE_NAMES.get(typ, typ.__name__)}, got {value!r}")
+        if typ is float and not math.isfinite(value):  # type: ignore[arg-type]  # typ is float: value is one
+            raise self.error(key, f"must be a finite number, got {value!r}", "write a plain number")
+        if typ is int and not -INT64_MAX - 1 <= value <= INT64_MAX:  # type: ignore[operator]  # an int here
+            raise self.error(key, f"integer out of range (64 bits): {value}")
         return value

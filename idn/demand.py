@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from idn.catalog import Catalog
-from idn.config import Fields, read_document
+from idn.config import INT64_MAX, Fields, read_document
 from idn.latency import Payload, task_payload
 from idn.topology import Topology
 
@@ -128,7 +128,7 @@ def _payload(f: Fields, signature: Payload) -> Payload | None:
         req = sub.positive("request", int, default=signature.request_bytes, allow_zero=True)
         resp = sub.positive("response", int, default=signature.response_bytes, allow_zero=True)
         return Payload(req, resp)
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 0 <= raw <= INT64_MAX:
         raise f.error("payload_bytes", f"must be a byte count >= 0 or a mapping, got {raw!r}", fix)
     return Payload(raw, signature.response_bytes)
 

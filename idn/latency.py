@@ -80,10 +80,16 @@ class ComputeTime:
 
 
 def base_compute_ms(variant: Variant, hardware_class: str | None, catalog: Catalog, quantile: str = "p50",
-                    file: str | None = None, node_id: str = "?") -> ComputeTime:
-    """Profiled latency of ``variant`` on a hardware class, or the FLOPs-scaled fallback."""
+                    file: str | None = None, node_id: str = "?", node_field: str | None = None) -> ComputeTime:
+    """Profiled latency of ``variant`` on a hardware class, or the FLOPs-scaled fallback.
+
+    Errors blame the file that is wrong: the topology (``file``, at ``node_field``) when
+    the node has no hardware class or one the catalog never profiled anything on; the
+    catalog when the class is profiled but this variant has neither a profile nor FLOPs
+    to scale from."""
+    where = node_field or f"nodes[{node_id}]"
     if hardware_class is None:
-        raise ConfigError(file, f"nodes[{node_id}].hardware_class", "node has no hardware class",
+        raise ConfigError(file, f"{where}.hardware_class", f"node {node_id!r} has no hardware class",
                           f"set `hardware_class:` on the node or at the top level (catalog classes: "
                           f"{', '.join(catalog.hardware_classes) or 'none'})")
     t = variant.latency_ms(hardware_class, quantile=quantile)
@@ -91,11 +97,19 @@ def base_compute_ms(variant: Variant, hardware_class: str | None, catalog: Catal
         return ComputeTime(t, "profiled")
     refs = [(u, ms) for u in catalog.variants.values()
             if (ms := u.latency_ms(hardware_class, quantile=quantile)) is not None and u.flops_per_sample > 0]
-    if not refs or variant.flops_per_sample <= 0:
-        raise ConfigError(file, f"nodes[{node_id}].hardware_class",
-                          f"variant {variant.name!r} has no latency profile for {hardware_class!r} and no "
-                          f"FLOPs reference to scale from",
-                          "profile the variant on this class (`idn models profile`) or use a profiled class")
+    if not refs:
+        profiled = sorted({hw for u in catalog.variants.values() for hw in u.latency} | set(catalog.hardware_classes))
+        raise ConfigError(file, f"{where}.hardware_class",
+                          f"node {node_id!r}: the catalog{f' {catalog.path}' if catalog.path else ''} has no "
+                          f"variant with FLOPs profiled on hardware class {hardware_class!r}, so nothing can be "
+                          f"predicted there",
+                          f"use a profiled class ({', '.join(profiled) or 'none'}) or profile the zoo on it "
+                          f"(`idn models profile --hardware-class {hardware_class}`)")
+    if variant.flops_per_sample <= 0:
+        raise ConfigError(catalog.path, f"tasks.{variant.task}.variants.{variant.name}.latency",
+                          f"no latency profile for hardware class {hardware_class!r} (node {node_id!r}"
+                          f"{f' of {file}' if file else ''}) and no flops_per_sample to scale one from",
+                          "profile the variant on this class (`idn models profile`) or set its flops_per_sample")
     ref, ref_ms = min(refs, key=lambda r: (r[0].task != variant.task,
                                            abs(math.log(r[0].flops_per_sample / variant.flops_per_sample)),
                                            r[0].name))
@@ -155,9 +169,9 @@ class LatencyModel:
         """(p50, p95) on a hardware class before the node's slowdown and overhead; p95 >= p50."""
         key = (hardware_class, variant.name)
         if key not in self._base:
-            file = self.topology.file
-            t50 = base_compute_ms(variant, hardware_class, self.catalog, "p50", file, node_id)
-            t95 = base_compute_ms(variant, hardware_class, self.catalog, "p95", file, node_id)
+            file, where = self.topology.file, self._node_field(node_id)
+            t50 = base_compute_ms(variant, hardware_class, self.catalog, "p50", file, node_id, where)
+            t95 = base_compute_ms(variant, hardware_class, self.catalog, "p95", file, node_id, where)
             self._base[key] = (t50.ms, max(t95.ms, t50.ms))
             if t50.source != "profiled":
                 self.fallbacks[key] = t50.source
@@ -172,8 +186,14 @@ class LatencyModel:
     def compute(self, node_id: str, variant: Variant, quantile: str = "p50") -> ComputeTime:
         """One quantile of the compute time at a node, with its source (p95 here is the raw profile's)."""
         node = self.topology.node(node_id)
-        base = base_compute_ms(variant, node.hardware_class, self.catalog, quantile, self.topology.file, node_id)
+        base = base_compute_ms(variant, node.hardware_class, self.catalog, quantile, self.topology.file, node_id,
+                               self._node_field(node_id))
         return ComputeTime(on_node(node, base.ms), base.source)
+
+    def _node_field(self, node_id: str) -> str:
+        """Where a node sits in its topology file: ``nodes[<index>]``."""
+        ids = list(self.topology.nodes)
+        return f"nodes[{ids.index(node_id)}]" if node_id in self.topology.nodes else f"nodes[{node_id}]"
 
     # -- network --------------------------------------------------------------------------
 

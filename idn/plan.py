@@ -41,13 +41,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from idn.config import ConfigError, Fields, read_document
+from idn.config import ConfigError, Fields, finite, read_document
+
+if TYPE_CHECKING:
+    from idn.catalog import Catalog
+    from idn.topology import Topology
 
 SHARE_TOLERANCE = 1e-6
+# The largest plan version: every JSON reader keeps it exact (2^53 - 1), protobuf's int64
+# carries it, and re-versioning (``idn apply``: max + 1) can go on for ever below it.
+MAX_VERSION = 2**53 - 1
 
 
 @dataclass(frozen=True)
@@ -192,10 +199,26 @@ def _metrics(f: Fields, key: str) -> dict[str, float]:
         v = sub.data[k]
         if v is None:  # a non-finite number was written as null
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise sub.error(str(k), f"expected a number, got {v!r}")
+        if not finite(v):
+            raise sub.error(str(k), f"expected a finite number, got {v!r}", "write a number, or null for none")
         out[str(k)] = float(v)
     return out
+
+
+def _slo(r: Fields) -> tuple[float | None, float | None]:
+    lat, acc = _opt_float(r, "max_latency_ms"), _opt_float(r, "min_accuracy")
+    if lat is not None and lat <= 0:
+        raise r.error("max_latency_ms", f"must be > 0, got {lat}", "null for no latency SLO")
+    if acc is not None and not 0.0 <= acc <= 1.0:
+        raise r.error("min_accuracy", f"must be within [0, 1], got {acc}", "null for no accuracy SLO")
+    return lat, acc
+
+
+def _name(f: Fields, key: str) -> str:
+    v = f.req(key, str)
+    if not v.strip():
+        raise f.error(key, "empty", f"give the {key}")
+    return v
 
 
 def parse_plan(doc: Any, file: str | Path | None = None) -> Plan:
@@ -203,23 +226,31 @@ def parse_plan(doc: Any, file: str | Path | None = None) -> Plan:
     root = Fields(doc, file, "")
     root.check_keys({"version", "created", "placements", "routes", "predicted", "inputs", "solver"})
     version = root.req("version", int)
-    if version < 1:
-        raise root.error("version", f"must be >= 1, got {version}", "versions start at 1 and only increase")
+    if not 1 <= version <= MAX_VERSION:
+        raise root.error("version", f"must be within 1..{MAX_VERSION} (2^53 - 1), got {version}",
+                         "versions start at 1 and go up by one; `idn apply` re-versions a plan for you")
     pf = root.sub("placements")
     placements: dict[str, tuple[str, ...]] = {}
-    for node in pf.data:
-        vs = pf.req(str(node), list)
-        if not all(isinstance(v, str) for v in vs):
-            raise pf.error(str(node), "expected a list of variant names")
+    for node, vs in pf.data.items():
+        node = str(node)
+        if not isinstance(vs, list) or not all(isinstance(v, str) and v for v in vs):
+            raise pf.error(node, f"expected a list of variant names, got {vs!r}")
         if len(set(vs)) != len(vs):
-            raise pf.error(str(node), "a variant is listed twice", "list each variant once per node")
-        placements[str(node)] = tuple(vs)
+            raise pf.error(node, "a variant is listed twice", "list each variant once per node")
+        placements[node] = tuple(vs)
     rf = root.sub("routes")
     routes: dict[str, Route] = {}
     for cid in rf.data:
-        r = rf.sub(str(cid))
+        r = rf.sub(cid)
+        cid = str(cid)
         r.check_keys({"ingress", "task", "rate", "max_latency_ms", "min_accuracy", "targets", "predicted"})
+        ingress, task = _name(r, "ingress"), _name(r, "task")
+        rate = r.req("rate", float)
+        if rate < 0:
+            raise r.error("rate", f"must be >= 0, got {rate}", "rates are requests per second")
+        lat, acc = _slo(r)
         targets = []
+        seen: set[tuple[str, str]] = set()
         for i, item in enumerate(r.req("targets", list)):
             t = Fields(item, file, f"{r.path('targets')}[{i}]")
             t.check_keys({"node", "variant", "share"})
@@ -229,14 +260,16 @@ def parse_plan(doc: Any, file: str | Path | None = None) -> Plan:
             if variant not in placements.get(node, ()):
                 raise t.error("variant", f"{variant!r} is not placed on node {node!r}",
                               f"add it to placements.{node} or route elsewhere")
+            if (node, variant) in seen:
+                raise t.error("variant", f"{variant}@{node} is a target twice", "merge the two shares")
+            seen.add((node, variant))
             targets.append(Target(node, variant, share))
         total = sum(t.share for t in targets)
         if not targets or abs(total - 1.0) > SHARE_TOLERANCE:
             raise r.error("targets", f"shares sum to {total:.9f}, not 1", "every class must be fully served")
-        routes[str(cid)] = Route(
-            class_id=str(cid), ingress=r.req("ingress", str), task=r.req("task", str), rate=r.req("rate", float),
-            targets=tuple(targets), max_latency_ms=_opt_float(r, "max_latency_ms"),
-            min_accuracy=_opt_float(r, "min_accuracy"), predicted=_metrics(r, "predicted"))
+        routes[cid] = Route(
+            class_id=cid, ingress=ingress, task=task, rate=rate,
+            targets=tuple(targets), max_latency_ms=lat, min_accuracy=acc, predicted=_metrics(r, "predicted"))
     sf = root.sub("solver")
     status = sf.req("status", str)
     if status not in SolveStatus.__members__.values():
@@ -266,12 +299,40 @@ def load_plan(path: str | Path) -> Plan:
     return parse_plan(read_document(path), path)
 
 
-def check_plan_against(plan: Plan, node_ids: set[str], variant_names: set[str], file: str | None = None) -> None:
-    """Refuse a plan that names nodes or variants a topology/catalog does not have."""
+def check_plan_against(plan: Plan, node_ids: set[str], variant_names: set[str], file: str | None = None,
+                       variant_tasks: dict[str, str] | None = None) -> None:
+    """Refuse a plan that names nodes or variants a topology/catalog does not have.
+
+    ``variant_tasks`` (variant -> task, from the catalog): also refuse a route whose task
+    the catalog does not have or whose targets run a variant of another task (such a
+    plan applies cleanly and then fails every request of the class). :func:`check_plan`
+    passes everything from a topology and a catalog.
+    """
+    fix_topo, fix_cat = "re-solve against the current topology", "re-solve against the current catalog"
     for node, vs in plan.placements.items():
         if node not in node_ids:
-            raise ConfigError(file, f"placements.{node}", "unknown node", "re-solve against the current topology")
+            raise ConfigError(file, f"placements.{node}", f"unknown node {node!r}", fix_topo)
         for v in vs:
             if v not in variant_names:
-                raise ConfigError(file, f"placements.{node}", f"unknown variant {v!r}",
-                                  "re-solve against the current catalog")
+                raise ConfigError(file, f"placements.{node}", f"unknown variant {v!r}", fix_cat)
+    tasks = set(variant_tasks.values()) if variant_tasks is not None else None
+    for cid, r in plan.routes.items():
+        where = f"routes.{cid}"
+        if r.ingress not in node_ids:
+            raise ConfigError(file, f"{where}.ingress", f"unknown node {r.ingress!r}", fix_topo)
+        if tasks is None or variant_tasks is None:
+            continue
+        if r.task not in tasks:
+            raise ConfigError(file, f"{where}.task", f"unknown task {r.task!r}", fix_cat)
+        for i, t in enumerate(r.targets):
+            vt = variant_tasks.get(t.variant)
+            if vt != r.task:
+                raise ConfigError(file, f"{where}.targets[{i}].variant",
+                                  f"{t.variant!r} implements task {vt!r}, not the route's task {r.task!r}",
+                                  f"route {r.task} to a variant of {r.task} (re-solve)")
+
+
+def check_plan(plan: Plan, topology: Topology, catalog: Catalog, file: str | None = None) -> None:
+    """Every rule a plan must meet against the network it is applied to (nodes, variants, tasks)."""
+    check_plan_against(plan, set(topology.nodes), set(catalog.variants), file,
+                       {v.name: v.task for v in catalog.variants.values()})

@@ -46,7 +46,6 @@ takes (network, transfer and compute) is :mod:`idn.latency`'s job, not this modu
 from __future__ import annotations
 
 import heapq
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,9 +199,35 @@ class Topology:
         return self.node(node_id).hardware_class
 
 
-def _address_ok(addr: str) -> bool:
+def address_ok(addr: str) -> bool:
+    """``host:port`` with a port in 1..65535 and a host without spaces (``[::1]:80`` for IPv6)."""
     host, sep, port = addr.rpartition(":")
-    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+    return bool(sep and host and host.isprintable() and not any(c.isspace() or c in "/\\" for c in host)
+                and port.isascii() and port.isdigit() and 0 < int(port) < 65536)
+
+
+def _hardware_class(f: Fields, default: str | None) -> str | None:
+    hw = f.opt("hardware_class", str, default)
+    if hw is not None and not hw.strip():
+        raise f.error("hardware_class", "empty hardware class", "name a hardware class of the catalog, or omit it")
+    return hw
+
+
+def _check_parents(nodes: dict[str, Node], file: str | Path | None) -> None:
+    """``parent`` links form a forest: following them from any node ends at a node without one."""
+    index = {nid: i for i, nid in enumerate(nodes)}
+    done: set[str] = set()
+    for start in nodes:
+        chain: list[str] = []
+        n: str | None = start
+        while n is not None and n not in done:
+            if n in chain:
+                cycle = chain[chain.index(n):] + [n]
+                raise ConfigError(file, f"nodes[{index[n]}].parent", f"parent cycle: {' -> '.join(cycle)}",
+                                  "parents point towards the repository; remove `parent:` from one of these nodes")
+            chain.append(n)
+            n = nodes[n].parent
+        done.update(chain)
 
 
 def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
@@ -210,7 +235,7 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
     fname = str(file) if file is not None else None
     root = Fields(doc, file, "")
     root.check_keys({"nodes", "links", "hardware_class", "overhead_ms", "hop_overhead_ms", "name", "description"})
-    default_hw = root.opt("hardware_class", str, None)
+    default_hw = _hardware_class(root, None)
     default_overhead = root.positive("overhead_ms", float, default=0.0, allow_zero=True)
     hop_overhead = root.positive("hop_overhead_ms", float, default=0.0, allow_zero=True)
     raw_nodes = root.req("nodes", list)
@@ -221,27 +246,24 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
     for i, item in enumerate(raw_nodes):
         f = Fields(item, file, f"nodes[{i}]")
         f.check_keys(_NODE_KEYS)
-        nid = f.req("id", str)
+        nid = f.ident("id", "node id")  # ids name log files and state folders
         if nid in nodes:
             raise f.error("id", f"duplicate node id {nid!r}", "give every node a unique id")
         tier = f.req("tier", str)
         if tier not in TIERS:
             raise f.error("tier", f"unknown tier {tier!r}", f"use one of {', '.join(TIERS)}")
         addr = f.req("address", str)
-        if not _address_ok(addr):
+        if not address_ok(addr):
             raise f.error("address", f"{addr!r} is not host:port", "write e.g. 127.0.0.1:18011")
         if addr in addresses:
             raise f.error("address", f"{addr} already used by node {addresses[addr]!r}", "use a distinct port")
         addresses[addr] = nid
         slowdown = f.positive("slowdown", float, default=1.0)
         price = f.positive("price", float, default=1.0, allow_zero=True)
-        for key, val in (("slowdown", slowdown), ("price", price)):
-            if not math.isfinite(val):
-                raise f.error(key, f"must be finite, got {val}")
         nodes[nid] = Node(
             id=nid, tier=tier, address=addr,
             mem_mb=f.positive("mem_mb", float), cores=f.positive("cores", float),
-            hardware_class=f.opt("hardware_class", str, default_hw),
+            hardware_class=_hardware_class(f, default_hw),
             price=price, repository=f.opt("repository", bool, False),
             parent=f.opt("parent", str, None),
             slowdown=slowdown, overhead_ms=f.positive("overhead_ms", float, default=default_overhead,
@@ -265,9 +287,7 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
         delay = f.positive("delay_ms", float, allow_zero=True)
         bw = f.opt("bandwidth_mbps", float, None)
         if bw is not None and bw <= 0:
-            raise f.error("bandwidth_mbps", f"must be > 0, got {bw}")
-        if not math.isfinite(delay):
-            raise f.error("delay_ms", f"must be finite, got {delay}")
+            raise f.error("bandwidth_mbps", f"must be > 0, got {bw}", "omit it for a link with no transfer cost")
         links.append(Link(a, b, delay, bw))
     for i, n in enumerate(nodes.values()):
         if n.parent is not None:
@@ -277,6 +297,7 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
             if frozenset((n.id, n.parent)) not in seen:
                 raise ConfigError(file, f"nodes[{i}].parent", f"no link between {n.id!r} and its parent {n.parent!r}",
                                   f"add `- {{a: {n.id}, b: {n.parent}, delay_ms: <ms>}}` under links")
+    _check_parents(nodes, file)
     topo = Topology(nodes=nodes, links=links, file=fname, hop_overhead_ms=hop_overhead)
     if not topo.repositories:
         raise ConfigError(file, "nodes", "no repository node", "mark one node (normally the cloud) `repository: true`")

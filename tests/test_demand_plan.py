@@ -105,7 +105,7 @@ def test_plan_router_helpers():
 @pytest.mark.parametrize("mutate, words", [
     (lambda d: d["routes"]["edge/a"]["targets"][0].update(share=0.5), "shares sum to"),
     (lambda d: d["routes"]["edge/a"]["targets"][0].update(node="cloud"), "not placed on node"),
-    (lambda d: d.update(version=0), "must be >= 1"),
+    (lambda d: d.update(version=0), "must be within 1.."),
     (lambda d: d["routes"]["edge/a"]["targets"][0].update(share=-0.25), "within (0, 1]"),
     (lambda d: d["placements"].update(edge=["a-small", "a-small"]), "listed twice"),
 ])
