@@ -8,12 +8,28 @@ network-wide phases) only when the current one cannot serve the measured classes
 or when the new one is cheaper by at least ``min_gain``: re-planning on noise would
 churn models for nothing. Pure decision logic (``measured_demand``, ``decide``) is
 separate from the I/O (``Controller.step``) so it can be tested on its own.
+
+Failures: a node that does not answer (UNAVAILABLE, DEADLINE_EXCEEDED within
+``timeout_s``) is down — logged, never fatal. The round then plans on the live
+sub-topology (:func:`idn.subtopology.live_topology`: classes whose path crossed a dead
+node re-attached over a backup link or to their nearest live ancestor; classes whose
+ingress is dead are absent from the measured demand), and pushes the plan to the live
+nodes only (a node that dies between the phases is skipped, see ``push_plan``). Any
+change in the set of live nodes — one going down, one coming back — re-plans, so a
+node that returns is brought back into service the round it answers again. Each
+round reports how long the failure took to detect (since the node last answered) and
+how long the re-plan took (solve + apply).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
 
 from idn.catalog import Catalog
 from idn.client import ControlClient
@@ -23,7 +39,10 @@ from idn.placement import solve
 from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.problem import PlacementOptions
 from idn.plan import Plan
+from idn.subtopology import live_topology
 from idn.topology import Topology
+
+log = logging.getLogger("idn.controller")
 
 
 def measured_demand(windows: Iterable, topology: Topology, catalog: Catalog, min_rate: float = 0.0) -> Demand:
@@ -68,11 +87,27 @@ def decide(current: Evaluation | None, candidate: Evaluation, min_gain: float) -
                     current, candidate)
 
 
+@dataclass(frozen=True)
+class Event:
+    """Something the controller noticed or did, with the wall-clock time it happened."""
+    t: float      # time.time()
+    kind: str     # down, up, replan
+    node: str | None
+    detail: str
+
+
 @dataclass
 class StepResult:
     demand: Demand
     decision: Decision | None  # None: no traffic measured
     version: int | None = None  # the version applied, when one was
+    down: tuple[str, ...] = ()  # nodes that did not answer this round
+    went_down: tuple[str, ...] = ()
+    came_back: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # how the live sub-topology differs from the topology
+    detect_s: dict[str, float] = field(default_factory=dict)  # went down: time since it last answered
+    solve_s: float | None = None
+    apply_s: float | None = None
 
 
 @dataclass
@@ -85,26 +120,87 @@ class Controller:
     method: str = "highs"
     min_gain: float = 0.05
     plan: Plan | None = None  # what the network runs (as far as this controller applied it)
+    timeout_s: float = 3.0  # a node that does not answer a control call within this is down
+    on_event: Callable[[Event], None] | None = None
+    down: set[str] = field(default_factory=set)
+    events: list[Event] = field(default_factory=list)
     _cursors: dict[str, int] = field(default_factory=dict)
+    _last_seen: dict[str, float] = field(default_factory=dict)
+    _planned_live: frozenset[str] | None = None  # the live nodes self.plan was made for
 
-    def read_stats(self) -> list:
-        windows = []
+    def _event(self, kind: str, node: str | None, detail: str) -> None:
+        ev = Event(time.time(), kind, node, detail)
+        self.events.append(ev)
+        del self.events[:-1000]  # bounded: a long-running controller keeps the recent ones
+        (log.warning if kind == "down" else log.info)("%s%s: %s", kind, f" {node}" if node else "", detail)
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    def read_stats(self) -> tuple[list, dict[str, str]]:
+        """Stats windows of the nodes that answered, and node -> error for those that did not."""
+        windows, errors = [], {}
         for nid, addr in self.addresses.items():
-            with ControlClient(addr, self.token) as c:
-                w = c.stats(self._cursors.get(nid, 0))
+            try:
+                with ControlClient(addr, self.token, timeout=self.timeout_s) as c:
+                    w = c.stats(self._cursors.get(nid, 0))
+            except grpc.RpcError as e:
+                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise  # a wrong token or a broken node is not "down": say so
+                errors[nid] = f"{e.code().name}: {e.details()}"
+                continue
             self._cursors[nid] = w.cursor
+            self._last_seen[nid] = time.monotonic()
             windows.append(w)
-        return windows
+        return windows, errors
 
     def step(self) -> StepResult:
-        demand = measured_demand(self.read_stats(), self.topology, self.catalog)
+        windows, errors = self.read_stats()
+        now = time.monotonic()
+        down = set(errors)
+        went_down, came_back = sorted(down - self.down), sorted(self.down - down)
+        detect = {n: now - self._last_seen[n] for n in went_down if n in self._last_seen}
+        for n in went_down:
+            ago = f"; it last answered {detect[n]:.1f} s ago" if n in detect else ""
+            self._event("down", n, f"not answering ({errors[n]}){ago}")
+        for n in came_back:
+            self._event("up", n, "answering again: re-planning with it")
+        self.down = down
+        notes: list[str] = []
+
+        def result(demand: Demand, decision: Decision | None, **more: Any) -> StepResult:
+            return StepResult(demand, decision, down=tuple(sorted(down)), went_down=tuple(went_down),
+                              came_back=tuple(came_back), notes=tuple(notes), detect_s=detect, **more)
+
+        if len(down) == len(self.topology.nodes):
+            return result(Demand((), file="<measured>"), None)
+        topo, notes = live_topology(self.topology, down)
+        demand = measured_demand(windows, topo, self.catalog)
         if not demand.classes:
-            return StepResult(demand, None)
-        outcome = solve(self.topology, self.catalog, demand, self.options, method=self.method)
-        current = evaluate(self.plan, self.topology, self.catalog, demand, self.options) if self.plan else None
-        d = decide(current, outcome.evaluation, self.min_gain)
+            return result(demand, None)
+        t0 = time.monotonic()
+        outcome = solve(topo, self.catalog, demand, self.options, method=self.method)
+        solve_s = time.monotonic() - t0
+        live = frozenset(topo.nodes)
+        if self.plan is not None and self._planned_live is not None and live != self._planned_live:
+            gone, back = sorted(self._planned_live - live), sorted(live - self._planned_live)
+            d = Decision(True, "live nodes changed (" + "; ".join(
+                ([f"down: {', '.join(gone)}"] if gone else []) + ([f"back: {', '.join(back)}"] if back else [])) + ")",
+                None, outcome.evaluation)
+        else:
+            current = evaluate(self.plan, topo, self.catalog, demand, self.options) if self.plan else None
+            d = decide(current, outcome.evaluation, self.min_gain)
         if not d.apply:
-            return StepResult(demand, d)
-        version, _ = push_plan(outcome.plan, self.topology, self.addresses, self.token)
+            return result(demand, d, solve_s=solve_s)
+        t1 = time.monotonic()
+        failed = set(down)
+        version, _ = push_plan(outcome.plan, self.topology, self.addresses, self.token, down=failed,
+                               timeout_s=self.timeout_s)
+        apply_s = time.monotonic() - t1
+        for n in sorted(failed - down):
+            self._event("down", n, "stopped answering while the plan was applied; re-planning next round")
         self.plan = outcome.plan.with_version(version)
-        return StepResult(demand, d, version)
+        self._planned_live = live
+        self._event("replan", None, f"plan v{version} on {len(live)} live node(s) ({d.reason}): solved in "
+                                    f"{solve_s:.2f} s, applied in {apply_s:.2f} s"
+                                    + (f"; {'; '.join(notes)}" if notes else ""))
+        return result(demand, d, version=version, solve_s=solve_s, apply_s=apply_s)
