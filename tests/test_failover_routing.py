@@ -7,9 +7,9 @@ import pytest
 from idn.catalog import load_catalog
 from idn.config import ConfigError
 from idn.latency import LatencyModel
-from idn.node.neighbours import unreachable
 from idn.node.router import Action, RoutingTable
 from idn.plan import Plan, Route, SolverFacts, Target
+from idn.protocol.failures import never_sent, unreachable
 from idn.topology import parse_topology
 from tests.network import HW, toy_catalog
 
@@ -114,3 +114,5 @@ def test_what_counts_as_an_unreachable_peer():
     # a peer that answered UNAVAILABLE itself is reachable, even when it quotes gRPC's words
     assert not unreachable("via regional: failed to connect to all addresses")
     assert not unreachable(None)
+    # a connection that died under a call may have carried it: unreachable, but maybe sent
+    assert never_sent("failed to connect to all addresses") and not never_sent("Stream removed (Socket closed)")

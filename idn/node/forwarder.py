@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from idn.node.neighbours import RECONNECT_OPTIONS, NeighbourHealth, unreachable
+from idn.node.neighbours import NeighbourHealth
 from idn.node.pacing import Pacer
 from idn.protocol import params as P
+from idn.protocol.failures import RECONNECT_OPTIONS, unreachable
 from idn.protocol.status import DataPlaneError, Status
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
@@ -99,8 +100,10 @@ class Forwarder:
         self._emulation: dict[str, tuple[float, float]] = {}
         self._inflight: dict[str, set[_Flight]] = {}
         self.pacer = Pacer()
-        self.health = NeighbourHealth(node_id, self.channel, interval_s=probe_interval_s, timeout_s=probe_timeout_s)
+        self.health = NeighbourHealth(node_id, self.channel, self._new_channel, interval_s=probe_interval_s,
+                                      timeout_s=probe_timeout_s)
         self.health.on_change(self._on_health)
+        self._retiring: set[asyncio.Task] = set()
         self.rerouted = 0  # requests sent around a down node
         self.abandoned = 0  # calls given up on (neighbour went down, or no answer in time)
 
@@ -108,10 +111,13 @@ class Forwarder:
         """Start health-checking the neighbours (needs the running event loop)."""
         self.health.watch(self.topology.neighbours(self.node_id, backup=True))
 
+    def _new_channel(self, node: str) -> grpc.aio.Channel:
+        return aio_channel(self.topology.node(node).address, self.tls, self._options)
+
     def channel(self, node: str) -> grpc.aio.Channel:
         entry = self._stubs.get(node)
         if entry is None:
-            ch = aio_channel(self.topology.node(node).address, self.tls, self._options)
+            ch = self._new_channel(node)
             entry = self._stubs[node] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
             self.health.watch([node])  # a node reached directly while routing around a dead one
         return entry[0]
@@ -203,6 +209,14 @@ class Forwarder:
         if not up:
             for f in list(self._inflight.get(node, ())):
                 f.abandon(f"{node} went down while the request was there ({reason})", down=True)
+            return
+        # Back up: a fresh data channel, rather than one that may sit out gRPC's reconnect backoff.
+        old = self._stubs.pop(node, None)
+        self.channel(node)
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(old[0].close(grace=1.0))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def _traverse(self, node: str, delay: float, deadline: float, direction: str) -> None:
         if delay <= 0:
@@ -277,6 +291,8 @@ class Forwarder:
 
     async def close(self) -> None:
         await self.health.stop()
+        for t in list(self._retiring):
+            await t
         for ch, _ in self._stubs.values():
             await ch.close()
         self._stubs.clear()

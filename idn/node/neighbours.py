@@ -14,9 +14,16 @@ pooled channel the data travels on, with a ``timeout_s`` deadline:
 Forwarding errors that say the neighbour itself is unreachable mark it down at once
 (``mark_down``), between probes. Listeners (the forwarder) hear every change, so
 requests in flight to a neighbour that goes down are failed over immediately instead
-of waiting for their deadline. With the channels' reconnect backoff capped (see
-:data:`RECONNECT_OPTIONS`), a neighbour that comes back is seen as up within
-``interval_s`` plus the backoff cap of being ready.
+of waiting for their deadline.
+
+Coming back: gRPC waits between reconnection attempts with an exponential backoff
+(1 s growing to 120 s by default), so a channel to a node that was down for a while
+would notice it is back only seconds later. While a node is down it is therefore
+probed over a fresh channel each time (no backoff to wait out), and when a probe
+succeeds the forwarder replaces its data channel with a fresh one too: a neighbour
+is used again within ``interval_s`` (plus one connection) of being ready. The data
+channels also cap their own backoff (:data:`idn.protocol.failures.RECONNECT_OPTIONS`)
+for blips between probes.
 """
 
 from __future__ import annotations
@@ -32,40 +39,18 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 log = logging.getLogger("idn.node")
 
-# gRPC's defaults wait up to 120 s between reconnection attempts (1 s, x1.6 each time) and
-# give a connection attempt 20 s: a neighbour back after a minute would be retried minutes
-# later. These cap the wait at 0.4 s (+-20% jitter), so a neighbour that is ready again is
-# reconnected to within about half a second.
-RECONNECT_OPTIONS = [
-    ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 400),
-    ("grpc.min_reconnect_backoff_ms", 1000),
-]
-
-# What gRPC itself says (not a peer's answer) when the other end cannot be reached, or the
-# connection broke under a call. A peer's own error message never starts with these.
-_UNREACHABLE = ("failed to connect", "connections to all backends failing", "dns resolution failed",
-                "connection refused", "stream removed", "socket closed", "connection reset", "broken pipe",
-                "goaway", "endpoint closing", "transport closed", "keepalive watchdog")
-
-
-def unreachable(details: str | None) -> bool:
-    """Whether an UNAVAILABLE came from gRPC's transport (the peer is unreachable or its
-    connection died), rather than from the peer answering UNAVAILABLE itself."""
-    d = (details or "").lower()
-    return d.startswith(_UNREACHABLE)
-
-
 Listener = Callable[[str, bool, str], None]  # (node, up, reason)
 
 
 class NeighbourHealth:
     """Up/down per neighbour. ``down`` is read on the request path (a set lookup)."""
 
-    def __init__(self, node_id: str, channel: Callable[[str], grpc.aio.Channel], interval_s: float = 0.2,
+    def __init__(self, node_id: str, channel: Callable[[str], grpc.aio.Channel],
+                 fresh: Callable[[str], grpc.aio.Channel] | None = None, interval_s: float = 0.2,
                  timeout_s: float = 0.5, misses: int = 2, clock: Callable[[], float] = time.monotonic):
         self.node_id = node_id
         self.channel = channel  # the pooled data channel to a node (created on first use)
+        self.fresh = fresh  # a new channel, for probing a node that is down (closed after the probe)
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self.misses = misses
@@ -137,7 +122,8 @@ class NeighbourHealth:
 
     async def probe(self, node: str) -> None:
         """One health check: SERVING marks the node up, anything else counts against it."""
-        stub = health_pb2_grpc.HealthStub(self.channel(node))
+        throwaway = self.fresh(node) if (node in self.down and self.fresh is not None) else None
+        stub = health_pb2_grpc.HealthStub(throwaway or self.channel(node))
         try:
             resp = await stub.Check(health_pb2.HealthCheckRequest(), timeout=self.timeout_s)
         except grpc.aio.AioRpcError as e:
@@ -150,6 +136,9 @@ class NeighbourHealth:
                 return
             self.mark_down(node, f"{code.name}: {e.details()}")
             return
+        finally:
+            if throwaway is not None:
+                await throwaway.close()
         if resp.status == health_pb2.HealthCheckResponse.SERVING:
             self.mark_up(node)
         else:
