@@ -605,8 +605,8 @@ def start_servers(args, names: list[str], paths: dict[str, Path], loads: dict[st
             elif name in ("idn", *OPTIONAL):
                 idn = ROOT / ".venv" / "bin" / "idn"
                 idn = idn if idn.exists() else Path(shutil.which("idn") or "idn")
-                cmd = [idn, "node", "--listen", s.address, *sum((["--model", f"{m}={p}"] for m, p in models.items()), []),
-                       *OPTIONAL.get(name, [])]
+                model_args = sum((["--model", f"{m}={p}"] for m, p in models.items()), [])
+                cmd = [idn, "node", "--listen", s.address, *model_args, *OPTIONAL.get(name, [])]
                 if args.ort_threads != 1:
                     cmd += ["--intra-op-threads", args.ort_threads]
                 s.proc = spawn(cmd, s.log, server_cpus)
@@ -799,7 +799,8 @@ def summarise_perf(data: Path, thread_names: dict[str, str]) -> dict:
 
 
 def render_profile(s: dict, model: str, seconds: float) -> str:
-    lines = [f"{s.get('server', 'idn node')}, model {model}, 32 requests in flight for {seconds:.0f} s; load meanwhile: {s['load']}",
+    lines = [f"{s.get('server', 'idn node')}, model {model}, 32 requests in flight for {seconds:.0f} s; "
+             f"load meanwhile: {s['load']}",
              "", "py-spy (--nonblocking, 250 Hz): busy share of one core per thread (idle threads are not sampled):"]
     lines += [f"  {v:5.1f}%  {k}" for k, v in s["busy_pct_of_a_core"].items()]
     lines += ["", "py-spy: the event loop thread's busy samples, by innermost place (% of its samples):"]
@@ -863,8 +864,8 @@ def ratios(res: dict, peers_present: list[str], n_rounds: int) -> dict:
         out[f"{model}: idn p50 at 1 / best peer's"] = {
             "value": idn["1"]["p50_us"] / m[best_lat][model]["1"]["p50_us"], "best_peer": best_lat,
             "target": "<= 1", "met": idn["1"]["p50_us"] <= m[best_lat][model]["1"]["p50_us"],
-            "per_round": per_round(lambda r: idn["1"]["p50_us_rounds"][r]
-                                   / min(m[p][model]["1"]["p50_us_rounds"][r] for p in peers_present))}
+            "per_round": per_round(lambda r: idn["1"]["p50_us_rounds"][r]  # noqa: B023 (called at once)
+                                   / min(m[p][model]["1"]["p50_us_rounds"][r] for p in peers_present))}  # noqa: B023
         cheapest = min(peers_present, key=lambda p: m[p][model]["32"]["server_cpu_us_per_request"])
         out[f"{model}: idn req/s at 32 / best peer's"] = {
             "value": idn["32"]["rps"] / m[best_rps][model]["32"]["rps"], "best_peer": best_rps,
@@ -873,8 +874,8 @@ def ratios(res: dict, peers_present: list[str], n_rounds: int) -> dict:
             "value_from_cpu_per_request": m[cheapest][model]["32"]["server_cpu_us_per_request"]
             / idn["32"]["server_cpu_us_per_request"], "cheapest_peer": cheapest,
             "target": ">= 1.5", "met": idn["32"]["rps"] >= 1.5 * m[best_rps][model]["32"]["rps"],
-            "per_round": per_round(lambda r: idn["32"]["rps_rounds"][r]
-                                   / max(m[p][model]["32"]["rps_rounds"][r] for p in peers_present))}
+            "per_round": per_round(lambda r: idn["32"]["rps_rounds"][r]  # noqa: B023 (called at once)
+                                   / max(m[p][model]["32"]["rps_rounds"][r] for p in peers_present))}  # noqa: B023
     if "idn" in m and "echo" in m and "tiny" in res["models"]:
         idn, echo = m["idn"]["tiny"]["32"], m["echo"]["tiny"]["32"]
         out["tiny: idn req/s at 32 / echo's"] = {
@@ -1000,7 +1001,8 @@ def main() -> None:  # noqa: C901 - one straight-line run
                         log(f"[red]{n} died: {servers[n].log_tail()}[/red]")
         if args.profile and "idn" in live:
             # the node on each model, and the echo server (the transport floor) on the tiny one as the baseline
-            todo = [("idn", m) for m in model_names] + ([("echo", "tiny")] if "echo" in live and "tiny" in loads else [])
+            todo = [("idn", m) for m in model_names]
+            todo += [("echo", "tiny")] if "echo" in live and "tiny" in loads else []
             for n, m in todo:
                 key = m if n == "idn" else f"{n}-{m}"
                 out = results_dir / f"peers-profile-{key}.txt"

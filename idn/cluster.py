@@ -140,7 +140,7 @@ class ResourcePolicy:
     by_key: dict[str, dict[str, str | None]] = field(default_factory=dict)  # node id or tier -> field -> qty
 
     @classmethod
-    def from_options(cls, **options: list[str] | None) -> "ResourcePolicy":
+    def from_options(cls, **options: list[str] | None) -> ResourcePolicy:
         """``cpu_request=["250m", "edge=100m"], memory_limit=[...]`` -> policy (ValueError names the option)."""
         default = {f: getattr(Resources(), f) for f in RESOURCE_FIELDS}
         by_key: dict[str, dict[str, str | None]] = {}

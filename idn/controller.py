@@ -14,21 +14,38 @@ plus bytes over the links), i.e. one ms of moving is worth ``move_weight`` reque
 latency, and a plan's gain per second is counted over one interval. Hysteresis: after a
 change, ``hold_rounds`` rounds keep it unless the running plan breaks a constraint, so
 two plans of near-equal cost cannot alternate. Every push is logged with its reason,
-its predicted gain and its move cost (``StepResult.log_line``). Pure decision logic (``measured_demand``, ``decide``) is
-separate from the I/O (``Controller.step``) so it can be tested on its own.
+its predicted gain and its move cost (``StepResult.log_line``). Pure decision logic
+(``measured_demand``, ``decide``) is separate from the I/O (``Controller.step``) so it
+can be tested on its own.
 
 Measuring right: the first round must not count the time before the controller
 started (a node's counters run since it started, most of it idle), so ``prime`` takes
 a cursor on every node first and each round measures exactly the window since the
 last one. The running plan is read from the nodes (GetPlan, the highest version any
 node routes by), so a controller started on a running network knows what it replaces.
+
+Failures: a node that does not answer (UNAVAILABLE, DEADLINE_EXCEEDED within
+``timeout_s``) is down — logged, never fatal. The round then plans on the live
+sub-topology (:func:`idn.subtopology.live_topology`: classes whose path crossed a dead
+node re-attached over a backup link or to their nearest live ancestor; classes whose
+ingress is dead are absent from the measured demand), and pushes the plan to the live
+nodes only (a node that dies between the phases is skipped, see ``push_plan``). Any
+change in the set of live nodes — one going down, one coming back — re-plans, so a
+node that returns is brought back into service the round it answers again. Each
+round reports how long the failure took to detect (since the node last answered) and
+how long the re-plan took (solve + apply).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import logging
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
 
 from idn.catalog import Catalog
 from idn.client import ControlClient
@@ -39,7 +56,10 @@ from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.moves import Moves
 from idn.placement.problem import PlacementOptions
 from idn.plan import Plan, parse_plan
+from idn.subtopology import live_topology
 from idn.topology import Topology
+
+log = logging.getLogger("idn.controller")
 
 
 def measured_demand(windows: Iterable, topology: Topology, catalog: Catalog, min_rate: float = 0.0) -> Demand:
@@ -93,11 +113,27 @@ def decide(current: Evaluation | None, candidate: Evaluation, min_gain: float, h
                     current, candidate)
 
 
+@dataclass(frozen=True)
+class Event:
+    """Something the controller noticed or did, with the wall-clock time it happened."""
+    t: float      # time.time()
+    kind: str     # down, up, replan
+    node: str | None
+    detail: str
+
+
 @dataclass
 class StepResult:
     demand: Demand
     decision: Decision | None  # None: no traffic measured
     version: int | None = None  # the version applied, when one was
+    down: tuple[str, ...] = ()  # nodes that did not answer this round
+    went_down: tuple[str, ...] = ()
+    came_back: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # how the live sub-topology differs from the topology
+    detect_s: dict[str, float] = field(default_factory=dict)  # went down: time since it last answered
+    solve_s: float | None = None
+    apply_s: float | None = None
 
     def log_line(self) -> str:
         """What this round did, with what it cost and what it gained (one line, for the log)."""
@@ -130,50 +166,117 @@ class Controller:
     move_weight: float = 1.0    # request-ms of latency one ms of moving is worth (0: moves are free)
     hold_rounds: int = 1        # rounds after a change during which only a broken plan is replaced
     plan: Plan | None = None  # what the network runs (read from the nodes by prime())
+    timeout_s: float = 3.0  # a node that does not answer a control call within this is down
+    on_event: Callable[[Event], None] | None = None
+    down: set[str] = field(default_factory=set)
+    events: list[Event] = field(default_factory=list)
     _cursors: dict[str, int] = field(default_factory=dict)
+    _last_seen: dict[str, float] = field(default_factory=dict)
+    _planned_live: frozenset[str] | None = None  # the live nodes self.plan was made for
     _since_change: int = 1_000_000
 
     def prime(self) -> None:
-        """Start measuring now: a cursor per node, and the plan the network runs."""
+        """Start measuring now: a cursor per node that answers, and the plan the network runs."""
         best: tuple[int, str] = (0, "")
         for nid, addr in self.addresses.items():
-            with ControlClient(addr, self.token) as c:
-                self._cursors[nid] = c.stats(0).cursor
-                st = c.plan()
+            try:
+                with ControlClient(addr, self.token, timeout=self.timeout_s) as c:
+                    self._cursors[nid] = c.stats(0).cursor
+                    st = c.plan()
+            except grpc.RpcError as e:
+                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                continue  # down now: read_stats notices and reports it
+            self._last_seen[nid] = time.monotonic()
             if st.version > best[0]:
                 best = (st.version, st.plan_json)
         if best[0] and (self.plan is None or self.plan.version < best[0]):
             self.plan = parse_plan(json.loads(best[1]), f"<plan v{best[0]} from the nodes>")
 
-    def read_stats(self) -> list:
-        windows = []
+    def _event(self, kind: str, node: str | None, detail: str) -> None:
+        ev = Event(time.time(), kind, node, detail)
+        self.events.append(ev)
+        del self.events[:-1000]  # bounded: a long-running controller keeps the recent ones
+        (log.warning if kind == "down" else log.info)("%s%s: %s", kind, f" {node}" if node else "", detail)
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    def read_stats(self) -> tuple[list, dict[str, str]]:
+        """Stats windows of the nodes that answered, and node -> error for those that did not."""
+        windows, errors = [], {}
         for nid, addr in self.addresses.items():
-            with ControlClient(addr, self.token) as c:
-                w = c.stats(self._cursors.get(nid, 0))
+            try:
+                with ControlClient(addr, self.token, timeout=self.timeout_s) as c:
+                    w = c.stats(self._cursors.get(nid, 0))
+            except grpc.RpcError as e:
+                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise  # a wrong token or a broken node is not "down": say so
+                errors[nid] = f"{e.code().name}: {e.details()}"
+                continue
             self._cursors[nid] = w.cursor
+            self._last_seen[nid] = time.monotonic()
             windows.append(w)
-        return windows
+        return windows, errors
 
     def step(self) -> StepResult:
         if not self._cursors:
             self.prime()
-        demand = measured_demand(self.read_stats(), self.topology, self.catalog)
-        if not demand.classes:
-            return StepResult(demand, None)
-        moves = self.moves()
-        outcome = solve(self.topology, self.catalog, demand, self.options, method=self.method, moves=moves)
-        current = evaluate(self.plan, self.topology, self.catalog, demand, self.options) if self.plan else None
-        self._since_change += 1
-        d = decide(current, outcome.evaluation, self.min_gain, held=self._since_change <= self.hold_rounds)
-        if not d.apply:
-            return StepResult(demand, d)
-        version, _ = push_plan(outcome.plan, self.topology, self.addresses, self.token)
-        self.plan = outcome.plan.with_version(version)
-        self._since_change = 0
-        return StepResult(demand, d, version)
+        windows, errors = self.read_stats()
+        now = time.monotonic()
+        down = set(errors)
+        went_down, came_back = sorted(down - self.down), sorted(self.down - down)
+        detect = {n: now - self._last_seen[n] for n in went_down if n in self._last_seen}
+        for n in went_down:
+            ago = f"; it last answered {detect[n]:.1f} s ago" if n in detect else ""
+            self._event("down", n, f"not answering ({errors[n]}){ago}")
+        for n in came_back:
+            self._event("up", n, "answering again: re-planning with it")
+        self.down = down
+        notes: list[str] = []
 
-    def moves(self) -> Moves | None:
-        """The running plan and the per-second weight of a ms of moving (None: nothing runs yet)."""
+        def result(demand: Demand, decision: Decision | None, **more: Any) -> StepResult:
+            return StepResult(demand, decision, down=tuple(sorted(down)), went_down=tuple(went_down),
+                              came_back=tuple(came_back), notes=tuple(notes), detect_s=detect, **more)
+
+        if len(down) == len(self.topology.nodes):
+            return result(Demand((), file="<measured>"), None)
+        topo, notes = live_topology(self.topology, down)
+        demand = measured_demand(windows, topo, self.catalog)
+        if not demand.classes:
+            return result(demand, None)
+        t0 = time.monotonic()
+        outcome = solve(topo, self.catalog, demand, self.options, method=self.method, moves=self.moves(topo))
+        solve_s = time.monotonic() - t0
+        live = frozenset(topo.nodes)
+        self._since_change += 1
+        if self.plan is not None and self._planned_live is not None and live != self._planned_live:
+            gone, back = sorted(self._planned_live - live), sorted(live - self._planned_live)
+            d = Decision(True, "live nodes changed (" + "; ".join(
+                ([f"down: {', '.join(gone)}"] if gone else []) + ([f"back: {', '.join(back)}"] if back else [])) + ")",
+                None, outcome.evaluation)
+        else:
+            current = evaluate(self.plan, topo, self.catalog, demand, self.options) if self.plan else None
+            d = decide(current, outcome.evaluation, self.min_gain, held=self._since_change <= self.hold_rounds)
+        if not d.apply:
+            return result(demand, d, solve_s=solve_s)
+        t1 = time.monotonic()
+        failed = set(down)
+        version, _ = push_plan(outcome.plan, self.topology, self.addresses, self.token, down=failed,
+                               timeout_s=self.timeout_s)
+        apply_s = time.monotonic() - t1
+        for n in sorted(failed - down):
+            self._event("down", n, "stopped answering while the plan was applied; re-planning next round")
+        self.plan = outcome.plan.with_version(version)
+        self._planned_live = live
+        self._since_change = 0
+        self._event("replan", None, f"plan v{version} on {len(live)} live node(s) ({d.reason}): solved in "
+                                    f"{solve_s:.2f} s, applied in {apply_s:.2f} s"
+                                    + (f"; {'; '.join(notes)}" if notes else ""))
+        return result(demand, d, version=version, solve_s=solve_s, apply_s=apply_s)
+
+    def moves(self, topology: Topology) -> Moves | None:
+        """The running plan (on the live nodes) and the per-second weight of a ms of moving."""
         if self.plan is None:
             return None
-        return Moves.from_placements(self.plan.placements, self.move_weight / max(self.interval_s, 1e-9))
+        held = {n: vs for n, vs in self.plan.placements.items() if n in topology.nodes}
+        return Moves.from_placements(held, self.move_weight / max(self.interval_s, 1e-9))

@@ -26,9 +26,21 @@ import re
 from pathlib import Path
 from typing import Any
 
-from idn.cluster import (CATALOG_PATH, CONFIG_PATH, IMAGE_UID, METRICS_PORT, PORT, STATE_PATH, ClusterError,
-                         ResourcePolicy, is_dns_label, network_topology, node_name, node_names,
-                         parse_quantity)
+from idn.cluster import (
+    CATALOG_PATH,
+    CONFIG_PATH,
+    IMAGE_UID,
+    METRICS_PORT,
+    PORT,
+    STATE_PATH,
+    ClusterError,
+    ResourcePolicy,
+    is_dns_label,
+    network_topology,
+    node_name,
+    node_names,
+    parse_quantity,
+)
 from idn.config import read_document
 from idn.topology import Topology, parse_topology
 

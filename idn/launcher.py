@@ -40,6 +40,7 @@ from idn.topology import Topology, load_topology
 
 RUN_ROOT = Path(".idn") / "run"
 TOKEN_ENV = "IDN_CONTROL_TOKEN"
+SETTLE_S = 0.4  # two health-check intervals of a node's defaults
 
 
 class LaunchError(RuntimeError):
@@ -64,6 +65,8 @@ class RunState:
     nodes: dict[str, NodeProcess]
     emulate: bool = False
     started: float = field(default_factory=time.time)
+    catalog: str | None = None  # what the nodes were started with, so one can be restarted alike
+    node_args: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1) + "\n"
@@ -230,12 +233,44 @@ def start_network(topology_path: Path, *, plan: Path | None = None, catalog: Pat
                                               env=env, start_new_session=True)
             nodes[nid] = NodeProcess(procs[nid].pid, node.address, node.tier, str(log_path))
         _wait_ready(nodes, procs, ready_timeout_s, on_wait)
+        # Nodes that started before a neighbour saw it down; their health checks see it up
+        # within one probe interval (idn.node.neighbours). Let them, so that the first
+        # requests take the normal routes.
+        time.sleep(SETTLE_S)
     except BaseException:
         stop_nodes(nodes, timeout_s=5.0, procs=procs)
         raise
     state = RunState(topology=str(topology_path), name=topology_name(topology_path), token=token,
-                     run_dir=str(run_dir), nodes=nodes, emulate=emulate)
+                     run_dir=str(run_dir), nodes=nodes, emulate=emulate,
+                     catalog=str(catalog.resolve()) if catalog is not None else None,
+                     node_args=list(extra_node_args))
     return state, procs
+
+
+def restart_node(state: RunState, node_id: str, ready_timeout_s: float = 60.0) -> subprocess.Popen:
+    """Start one node of a running network again (after it died or was killed), as ``idn up``
+    started it: same command, token, log (appended) and state folder, so it comes back with
+    its last plan. Waits until it is ready; updates ``state`` with the new pid."""
+    if pid_runs_node(state.nodes[node_id].pid, node_id):
+        raise LaunchError(f"node {node_id!r} is still running (pid {state.nodes[node_id].pid})")
+    run_dir = Path(state.run_dir)
+    cmd = node_command(Path(state.topology), node_id, run_dir / "state" / node_id,
+                       Path(state.catalog) if state.catalog else None, None, state.emulate, state.node_args)
+    env = dict(os.environ, **{TOKEN_ENV: state.token}, PYTHONUNBUFFERED="1")
+    log_path = state.nodes[node_id].log
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write("$ " + " ".join(cmd) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+    old = state.nodes[node_id]
+    state.nodes[node_id] = NodeProcess(proc.pid, old.address, old.tier, old.log)
+    try:
+        _wait_ready({node_id: state.nodes[node_id]}, {node_id: proc}, ready_timeout_s, None)
+    except BaseException:
+        stop_nodes({node_id: state.nodes[node_id]}, timeout_s=5.0, procs={node_id: proc})
+        raise
+    return proc
 
 
 def _wait_ready(nodes: dict[str, NodeProcess], procs: dict[str, subprocess.Popen], timeout_s: float,

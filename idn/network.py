@@ -32,7 +32,8 @@ def apply_order(topology: Topology) -> list[str]:
 
 
 def push_plan(plan: Plan, topology: Topology, addresses: dict[str, str], token: str,
-              version: int | None = None) -> tuple[int, list[ApplyResult]]:
+              version: int | None = None, down: set[str] | None = None,
+              timeout_s: float | None = 30.0) -> tuple[int, list[ApplyResult]]:
     """Apply ``plan`` to every node, re-versioned to ``version`` or max(node versions) + 1.
 
     Re-versioning makes a freshly solved plan (which always starts at version 1) newer
@@ -40,20 +41,41 @@ def push_plan(plan: Plan, topology: Topology, addresses: dict[str, str], token: 
     in three passes over all nodes — PREPARE (load), COMMIT (switch routing), CLEANUP
     (unload) — so that no ingress routes by the old plan to a variant already unloaded
     and no node routes by the new plan to a variant not yet loaded.
+
+    ``down`` (the controller's way): nodes in it are skipped, and a node that stops
+    answering in any phase (UNAVAILABLE, DEADLINE_EXCEEDED) is added to it and skipped
+    from then on instead of failing the change: the live nodes still get the plan, and
+    the caller re-plans without the dead one. Without ``down`` any failure raises.
     """
     phase = cpb.ApplyPlanRequest
-    clients = {nid: ControlClient(addresses[nid], token) for nid in topology.nodes}
+    order = [nid for nid in apply_order(topology) if down is None or nid not in down]
+    clients = {nid: ControlClient(addresses[nid], token, timeout=timeout_s) for nid in order}
+
+    def each(call, nodes: list[str]) -> dict:
+        out = {}
+        for nid in nodes:
+            if down is not None and nid in down:
+                continue
+            try:
+                out[nid] = call(clients[nid])
+            except grpc.RpcError as e:
+                if down is None or e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                down.add(nid)
+        return out
+
     try:
         if version is None:
-            version = max(c.info().plan_version for c in clients.values()) + 1
+            versions = each(lambda c: c.info().plan_version, order)
+            version = max(versions.values(), default=0) + 1
         doc = json.dumps(plan_to_dict(plan.with_version(version)))
-        order = apply_order(topology)
-        prepared = {nid: clients[nid].apply_plan(doc, phase.PREPARE) for nid in order}
-        for nid in order:
-            clients[nid].apply_plan(doc, phase.COMMIT)
-        cleaned = {nid: clients[nid].apply_plan(doc, phase.CLEANUP) for nid in order}
-        results = [ApplyResult(version, tuple(prepared[nid].loaded), tuple(cleaned[nid].unloaded),
-                               tuple(prepared[nid].kept), node=nid) for nid in order]
+        prepared = each(lambda c: c.apply_plan(doc, phase.PREPARE), order)
+        each(lambda c: c.apply_plan(doc, phase.COMMIT), list(prepared))
+        cleaned = each(lambda c: c.apply_plan(doc, phase.CLEANUP), list(prepared))
+        results = [ApplyResult(version, tuple(prepared[nid].loaded),
+                               tuple(cleaned[nid].unloaded) if nid in cleaned else (),
+                               tuple(prepared[nid].kept), node=nid)
+                   for nid in order if nid in prepared and (down is None or nid not in down)]
         return version, results
     finally:
         for c in clients.values():

@@ -34,8 +34,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from idn.cluster import (CATALOG_PATH, CONFIG_PATH, IMAGE_UID, METRICS_PORT, PORT, STATE_PATH, ClusterError,
-                         Resources, ResourcePolicy, check_resources, network_topology, node_names, parse_quantity)
+from idn.cluster import (
+    CATALOG_PATH,
+    CONFIG_PATH,
+    IMAGE_UID,
+    METRICS_PORT,
+    PORT,
+    STATE_PATH,
+    ClusterError,
+    ResourcePolicy,
+    Resources,
+    check_resources,
+    network_topology,
+    node_names,
+    parse_quantity,
+)
 from idn.config import read_document
 from idn.topology import parse_topology
 

@@ -34,13 +34,27 @@ are short is predicted faster than it can be served.
 Link fields: ``a``, ``b`` (node ids; links are bidirectional), ``delay_ms`` (one-way
 delay, also an emulation knob on one machine), ``bandwidth_mbps`` (optional: request
 and response bytes cost ``bytes x 8 / bandwidth`` on every link they cross, see
-:mod:`idn.latency`; a link without it adds no transfer time).
+:mod:`idn.latency`; a link without it adds no transfer time), ``backup`` (optional,
+default false: a failover-only link, e.g. edge -> cloud)::
+
+      - {a: edge-1, b: cloud, delay_ms: 35, bandwidth_mbps: 50, backup: true}
+
+**Backup links** are invisible in normal operation: routing (``path``, ``route``,
+``next_hop``, ``delay_ms``), the latency model, the placement and the reachability
+check ignore them. They are used only when a node is down: ``route_avoiding`` (how a
+node routes around a dead neighbour) and the controller's live sub-topology
+(:mod:`idn.subtopology`) consider them, and emulation sleeps their delay like any
+link's.
 
 Routing is shortest-by-delay on the general graph (ties broken by node id, so every
 node computes the same routes): ``path(ingress)`` is the node list from an ingress to
 its nearest repository, ``next_hop(a, b)`` is where a node forwards a request bound
 for ``b``, ``delay_ms(a, b)`` is the one-way delay along that route. How long a request
 takes (network, transfer and compute) is :mod:`idn.latency`'s job, not this module's.
+Failover routing: ``route_avoiding(a, b, down)`` is the shortest route over every link,
+backup links included, that avoids the ``down`` nodes (None if there is none), and
+``emulated_links(a, b)`` the links a direct connection a -> b crosses (the link itself,
+or the normal route's links when a node skips a dead one to reach a node further up).
 """
 
 from __future__ import annotations
@@ -55,7 +69,8 @@ from idn.config import ConfigError, Fields, read_document
 TIERS = ("edge", "regional", "cloud")
 _NODE_KEYS = {"id", "tier", "address", "mem_mb", "cores", "hardware_class", "price", "repository", "overhead_ms",
               "parent", "slowdown"}
-_LINK_KEYS = {"a", "b", "delay_ms", "bandwidth_mbps"}
+_LINK_KEYS = {"a", "b", "delay_ms", "bandwidth_mbps", "backup"}
+_AVOIDING_CACHE = 1024  # failover routes remembered per topology (distinct (a, b, down) keys)
 
 
 @dataclass(frozen=True)
@@ -79,6 +94,7 @@ class Link:
     b: str
     delay_ms: float
     bandwidth_mbps: float | None = None
+    backup: bool = False  # failover only: ignored by routing and the latency model in normal operation
 
 
 @dataclass
@@ -95,15 +111,20 @@ class Topology:
     _bw: dict[str, dict[str, float | None]] = field(default_factory=dict, repr=False)
     _to_repo: dict[str, tuple[float, str | None]] | None = field(default=None, repr=False)
     _towards: dict[str, dict[str, tuple[float, str | None]]] = field(default_factory=dict, repr=False)
+    _all_adj: dict[str, dict[str, float]] = field(default_factory=dict, repr=False)  # backup links too
+    _avoiding: dict[tuple[str, str, frozenset[str]], list[str] | None] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self._adj = {n: {} for n in self.nodes}
+        self._all_adj = {n: {} for n in self.nodes}
         self._link = {n: {} for n in self.nodes}
         self._bw = {n: {} for n in self.nodes}
         for ln in self.links:
             self._bw[ln.a][ln.b] = self._bw[ln.b][ln.a] = ln.bandwidth_mbps
             self._link[ln.a][ln.b] = self._link[ln.b][ln.a] = ln.delay_ms
-            self._adj[ln.a][ln.b] = self._adj[ln.b][ln.a] = ln.delay_ms + self.hop_overhead_ms
+            self._all_adj[ln.a][ln.b] = self._all_adj[ln.b][ln.a] = ln.delay_ms + self.hop_overhead_ms
+            if not ln.backup:
+                self._adj[ln.a][ln.b] = self._adj[ln.b][ln.a] = ln.delay_ms + self.hop_overhead_ms
 
     # -- lookups -------------------------------------------------------------------------
     def node(self, node_id: str) -> Node:
@@ -116,9 +137,10 @@ class Topology:
     def repositories(self) -> list[str]:
         return [n.id for n in self.nodes.values() if n.repository]
 
-    def neighbours(self, node_id: str) -> list[str]:
+    def neighbours(self, node_id: str, backup: bool = False) -> list[str]:
+        """Nodes linked to ``node_id`` by normal links (and by backup links too with ``backup``)."""
         self.node(node_id)
-        return sorted(self._adj[node_id])
+        return sorted((self._all_adj if backup else self._adj)[node_id])
 
     def link_delay_ms(self, a: str, b: str) -> float:
         """The link a-b's own one-way delay, as written (what emulation sleeps; KeyError if not neighbours)."""
@@ -197,6 +219,46 @@ class Topology:
 
     def hardware_class(self, node_id: str) -> str | None:
         return self.node(node_id).hardware_class
+
+    # -- failover ------------------------------------------------------------------------
+    def route_avoiding(self, a: str, b: str, down: frozenset[str]) -> list[str] | None:
+        """Shortest-by-delay node list a -> b over every link, backup links included, through
+        no node of ``down`` (a and b themselves excepted); None when ``down`` cuts them apart."""
+        key = (a, b, down)
+        if key in self._avoiding:
+            return self._avoiding[key]
+        self.node(a)
+        self.node(b)
+        best: dict[str, tuple[float, str | None]] = {}
+        heap: list[tuple[float, str, str | None]] = [(0.0, b, None)]
+        while heap:
+            d, n, via = heapq.heappop(heap)
+            if n in best:
+                continue
+            best[n] = (d, via)
+            if n == a:
+                break
+            for m, w in self._all_adj[n].items():
+                if m not in best and (m not in down or m == a):
+                    heapq.heappush(heap, (d + w, m, n))
+        out: list[str] | None = None
+        if a in best:
+            out = [a]
+            while (nxt := best[out[-1]][1]) is not None:
+                out.append(nxt)
+        if len(self._avoiding) >= _AVOIDING_CACHE:
+            self._avoiding.clear()
+        self._avoiding[key] = out
+        return out
+
+    def emulated_links(self, a: str, b: str) -> list[tuple[float, float | None]]:
+        """(delay_ms, bandwidth_mbps) of each link a direct connection a -> b crosses: the
+        link a-b itself (backup or not), else the links of the normal route a -> b (a node
+        skipping a dead one still sends its bytes over the same wires)."""
+        if b in self._link[a]:
+            return [(self._link[a][b], self._bw[a][b])]
+        route = self.route(a, b)
+        return [(self._link[x][y], self._bw[x][y]) for x, y in zip(route, route[1:])]
 
 
 def address_ok(addr: str) -> bool:
@@ -288,7 +350,7 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
         bw = f.opt("bandwidth_mbps", float, None)
         if bw is not None and bw <= 0:
             raise f.error("bandwidth_mbps", f"must be > 0, got {bw}", "omit it for a link with no transfer cost")
-        links.append(Link(a, b, delay, bw))
+        links.append(Link(a, b, delay, bw, backup=f.opt("backup", bool, False)))
     for i, n in enumerate(nodes.values()):
         if n.parent is not None:
             if n.parent not in nodes:

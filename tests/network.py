@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import yaml
@@ -85,6 +86,19 @@ class Network:
         self.nodes: dict[str, RunningNode] = {}
         for nid in self.topology.nodes:
             self.start(nid)
+        self.wait_neighbours_up()
+
+    def wait_neighbours_up(self, timeout_s: float = 5.0) -> None:
+        """Until every node sees its running neighbours up (the first ones started saw the
+        later ones down, and health checks take a moment to notice they came up)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not any(set(n.server.dataplane.forwarder.health.down) & set(self.nodes)
+                       for n in self.nodes.values() if n.server.dataplane.forwarder is not None):
+                return
+            time.sleep(0.02)
+        raise AssertionError("neighbours still down: " + str({nid: n.server.dataplane.forwarder.health.down
+                                                               for nid, n in self.nodes.items()}))
 
     def config(self, nid: str, plan: Plan | None = None) -> NodeConfig:
         return NodeConfig(listen=self.topology.node(nid).address, node_id=nid, catalog=self.catalog,

@@ -79,7 +79,8 @@ def test_profile_summary_from_py_spy_stacks():
 def test_driver_against_echo_and_idn_node(tmp_path):
     out = tmp_path / "peers.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--servers", "echo,idn", "--models", "tiny",
-           "--rounds", "1", "--duration", "0.3", "--warmup", "0.1", "--max-foreign", "1", "--venvs", str(tmp_path / "venvs"),
+           "--rounds", "1", "--duration", "0.3", "--warmup", "0.1", "--max-foreign", "1",
+           "--venvs", str(tmp_path / "venvs"),
            "--out", str(out)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=100, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -150,7 +150,8 @@ def test_measured_rates_match_what_loadgen_sent_on_the_demo(tmp_path):
         loads = plan_load(topo, cat, demand, seed=1)
         ctl.prime()
         report = asyncio.run(run_load(loads, LoadOptions(duration_s=6.0, warmup_s=0.0, seed=1)))
-        windows = ctl.read_stats()
+        windows, errors = ctl.read_stats()
+        assert not errors
         window_s = max(w.window_s for w in windows)
         counted: dict[str, int] = {}
         for w in windows:

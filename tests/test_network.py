@@ -108,14 +108,17 @@ def test_deadline_exceeded_when_a_link_is_slower_than_the_deadline(tmp_path, cat
 def test_dead_parent_unavailable_or_degraded_and_node_keeps_serving(net):
     net.stop("regional")
     with Client(net.address("edge")) as c:
+        r = c.infer("toy", X, timeout=3)  # no plan, nothing local: the edge skips its dead parent
+        assert (r.node, r.parameters.get("idn.rerouted")) == ("cloud", "regional")
+        net.stop("cloud")
         t0 = time.monotonic()
         with pytest.raises(grpc.RpcError) as e:
-            c.infer("toy", X, timeout=3)  # no plan, nothing local: must go up, parent is dead
+            c.infer("toy", X, timeout=3)  # nothing up the path is alive
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "regional" in e.value.details()
         assert time.monotonic() - t0 < 3
         # with a local variant of the task, the edge answers itself, flagged degraded
         apply(net, make_plan(1, {"edge": ["toy-small"], "cloud": ["toy-big"]}, [("cloud", "toy-big", 1.0)]),
-              nodes=["edge", "cloud"])
+              nodes=["edge"])
         r = c.infer("toy", X, timeout=3)
         assert (r.node, r.variant, r.degraded) == ("edge", "toy-small", True)
         assert c.ready()

@@ -18,7 +18,7 @@ import grpc
 import pytest
 import yaml
 
-from idn.cluster import ClusterError, Resources, ResourcePolicy
+from idn.cluster import ClusterError, ResourcePolicy, Resources
 from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc
 from idn.swarm import render_stack, swarm_resources

@@ -220,7 +220,10 @@ def control(
     state: StateOpt = None,
     token: TokenOpt = None,
 ) -> None:
-    """Measure the demand at the ingresses, re-solve, and apply the new plan when it pays."""
+    """Measure the demand at the ingresses, re-solve, and apply the new plan when it pays.
+
+    A node that does not answer is down (logged, not fatal): the round plans on the live
+    nodes and pushes to them only; when the node answers again it is planned back in."""
     import time
 
     from idn.controller import Controller  # imports the solver: only this command needs it
@@ -248,6 +251,17 @@ def control(
                 continue
             except grpc.RpcError as e:
                 raise fail(f"{e.code().name}: {e.details()}") from None
+            for nid in res.went_down:
+                ago = f", {res.detect_s[nid]:.1f} s after it last answered" if nid in res.detect_s else ""
+                out.print(f"round {n}: [red]node {nid} down[/red] (detected{ago}); planning on the "
+                          f"{len(topo.nodes) - len(res.down)} live node(s)", highlight=False)
+            for nid in res.came_back:
+                out.print(f"round {n}: [green]node {nid} back[/green]; planning it back in", highlight=False)
+            for note in res.notes if (res.went_down or res.came_back) else ():
+                out.print(f"round {n}:   {note}", highlight=False)
+            if res.version is not None and res.apply_s is not None and res.solve_s is not None:
+                out.print(f"round {n}: re-planned in {res.solve_s + res.apply_s:.2f} s (solve {res.solve_s:.2f} s, "
+                          f"apply {res.apply_s:.2f} s)", highlight=False)
             out.print(f"round {n}: {res.log_line()}", highlight=False)
     except KeyboardInterrupt:
         pass

@@ -184,6 +184,9 @@ class DataPlane:
 
     async def _serve(self, request: InferenceRequest, max_lat: float | None, min_acc: float | None,
                      t0: float) -> tuple[InferenceResponse | Forwarded, bool]:
+        if request.deadline is not None and request.deadline <= time.monotonic():
+            raise DataPlaneError("deadline exceeded before this node could start on the request (it waited in "
+                                 "the transport's queue); nothing was run", Status.DEADLINE_EXCEEDED)
         try:
             decision = self.router.resolve(request.model_name, self.store.loaded,
                                            request.parameters.get(P.TARGET), max_lat, min_acc)
@@ -221,7 +224,8 @@ class DataPlane:
         if self.forwarder is None or decision.next_hop is None or request.wire is None:
             raise DataPlaneError(f"model '{request.model_name}' is not served here and this node has no "
                                  "route onwards", Status.NOT_FOUND)
-        wire = await self.forwarder.forward(decision.next_hop, request.wire, request.deadline, decision.target)
+        wire = await self.forwarder.send(request.wire, decision, self.router, request.model_name, request.deadline,
+                                         fallback=self.router.has_local(request.model_name, self.store.loaded))
         if not decision.slo_met:
             wire.parameters[P.SLO_MET].bool_param = False
         return Forwarded(wire)
@@ -251,7 +255,7 @@ class DataPlane:
         if request.outputs:
             rt.check_outputs(request.outputs)
         t_run = time.perf_counter()
-        arrays = await rt.run(feeds, request.outputs, batch)
+        arrays = await rt.run(feeds, request.outputs, batch, deadline=request.deadline, stretch=self.slowdown)
         if self.slowdown > 1.0:  # emulation of a slower box: stretch the measured compute time
             await self.pacer.sleep((time.perf_counter() - t_run) * (self.slowdown - 1.0))
         names = request.outputs or rt.output_names

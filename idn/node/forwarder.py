@@ -1,4 +1,4 @@
-"""Forwarding a request one hop: pooled channels, deadline propagation, emulated links.
+"""Forwarding a request one hop: pooled channels, deadline propagation, emulated links, failover.
 
 The request travels as the protobuf it arrived as (tensors are never decoded on
 intermediate nodes), with ``idn.target`` set once the ingress chose the serving
@@ -10,84 +10,213 @@ really cross the link (the serialized request on the way out, the response on th
 back: ``bytes x 8 / bandwidth_mbps``, for links that declare a bandwidth); if the
 remaining deadline cannot cover it, the request fails with DEADLINE_EXCEEDED without
 being sent.
+
+Faults (README "Network behaviour"):
+
+* Every node this one forwards to is health-checked (:mod:`idn.node.neighbours`); a
+  request whose route crosses a node known to be down is never sent into it: it goes
+  where :meth:`RoutingTable.failover` says (another route, backup links included; the
+  next node up the path that serves the task), carrying ``idn.avoid`` so that the
+  nodes after this one route around the same nodes, and comes back marked
+  ``idn.rerouted``. A forward that finds its next hop unreachable marks it down and
+  does the same, within what is left of the deadline.
+* Requests in flight to a neighbour that goes down are failed over at once.
+* A hop that accepted a request but does not answer is given up on after
+  ``hop_share`` of the remaining deadline when the caller has a local fallback (it is
+  cancelled downstream), rather than after all of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
+from idn.node.neighbours import NeighbourHealth
 from idn.node.pacing import Pacer
 from idn.protocol import params as P
+from idn.protocol.failures import RECONNECT_OPTIONS, unreachable
 from idn.protocol.status import DataPlaneError, Status
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 from idn.tls import TLSFiles, aio_channel
 from idn.topology import Topology
 
+if TYPE_CHECKING:
+    from idn.node.router import Resolution, RoutingTable
+
 # gRPC codes that mean "the next hop could not answer": the data plane may fall back.
 HOP_FAILURES = {Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED}
+MAX_REROUTES = 3  # alternatives tried for one request before giving up on forwarding it
 
 
 class HopFailed(DataPlaneError):
-    """The next hop was down or too slow (UNAVAILABLE / DEADLINE_EXCEEDED)."""
+    """The next hop was down or too slow (UNAVAILABLE / DEADLINE_EXCEEDED).
+
+    ``unreachable``: the hop itself could not be reached (refused, connection lost,
+    found down by health checks), as opposed to answering an error of its own."""
+
+    def __init__(self, message: str, status: Status | None = None, hop: str | None = None,
+                 unreachable: bool = False):
+        super().__init__(message, status)
+        self.hop = hop
+        self.unreachable = unreachable
+
+
+class _Flight:
+    """One forwarded call, so that it can be abandoned (neighbour down, or too slow)."""
+
+    __slots__ = ("call", "why", "down")
+
+    def __init__(self, call: Any):
+        self.call = call
+        self.why: str | None = None
+        self.down = False
+
+    def abandon(self, why: str, down: bool = False) -> None:
+        if self.why is None:
+            self.why, self.down = why, down
+            self.call.cancel()
 
 
 class Forwarder:
     def __init__(self, node_id: str, topology: Topology, emulate_links: bool, default_timeout_s: float,
-                 max_message_bytes: int, tls: TLSFiles | None = None):
+                 max_message_bytes: int, tls: TLSFiles | None = None, probe_interval_s: float = 0.2,
+                 probe_timeout_s: float = 0.5, hop_share: float = 0.5):
         self.node_id = node_id
         self.topology = topology
         self.emulate_links = emulate_links
         self.tls = tls  # the node's own certificate doubles as its client certificate (mTLS)
         self.default_timeout_s = default_timeout_s
+        self.hop_share = hop_share
         self._options = [("grpc.max_receive_message_length", max_message_bytes),
-                         ("grpc.max_send_message_length", max_message_bytes)]
+                         ("grpc.max_send_message_length", max_message_bytes), *RECONNECT_OPTIONS,
+                         # this node's view of a neighbour is its own, even when several nodes share
+                         # a process (tests): no connection state shared with other channels
+                         ("grpc.use_local_subchannel_pool", 1)]
         self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
+        self._emulation: dict[str, tuple[float, float]] = {}
+        self._inflight: dict[str, set[_Flight]] = {}
         self.pacer = Pacer()
+        self.health = NeighbourHealth(node_id, self.channel, self._new_channel, interval_s=probe_interval_s,
+                                      timeout_s=probe_timeout_s)
+        self.health.on_change(self._on_health)
+        self._retiring: set[asyncio.Task] = set()
+        self.rerouted = 0  # requests sent around a down node
+        self.abandoned = 0  # calls given up on (neighbour went down, or no answer in time)
+
+    def start(self) -> None:
+        """Start health-checking the neighbours (needs the running event loop)."""
+        self.health.watch(self.topology.neighbours(self.node_id, backup=True))
+
+    def _new_channel(self, node: str) -> grpc.aio.Channel:
+        return aio_channel(self.topology.node(node).address, self.tls, self._options)
+
+    def channel(self, node: str) -> grpc.aio.Channel:
+        entry = self._stubs.get(node)
+        if entry is None:
+            ch = self._new_channel(node)
+            entry = self._stubs[node] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
+            self.health.watch([node])  # a node reached directly while routing around a dead one
+        return entry[0]
 
     def stub(self, node: str) -> pb_grpc.GRPCInferenceServiceStub:
         entry = self._stubs.get(node)
         if entry is None:
-            ch = aio_channel(self.topology.node(node).address, self.tls, self._options)
-            entry = self._stubs[node] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
+            self.channel(node)
+            entry = self._stubs[node]
         return entry[1]
 
+    def _link(self, node: str) -> tuple[float, float]:
+        """Emulated (one-way delay s, seconds per byte) of a direct connection to ``node``."""
+        e = self._emulation.get(node)
+        if e is None:
+            links = self.topology.emulated_links(self.node_id, node)
+            e = self._emulation[node] = (sum(d for d, _ in links) / 1000.0,
+                                         sum(8.0 / (bw * 1e6) for _, bw in links if bw))
+        return e
+
     def link_delay_s(self, node: str) -> float:
-        return self.topology.link_delay_ms(self.node_id, node) / 1000.0 if self.emulate_links else 0.0
+        return self._link(node)[0] if self.emulate_links else 0.0
 
     def transfer_s(self, node: str, nbytes: int) -> float:
         """Emulated time for ``nbytes`` to cross the link to ``node`` (0 without emulation or bandwidth)."""
-        if not self.emulate_links:
-            return 0.0
-        bw = self.topology.link_bandwidth_mbps(self.node_id, node)
-        return 0.0 if bw is None else nbytes * 8.0 / (bw * 1e6)
+        return nbytes * self._link(node)[1] if self.emulate_links else 0.0
+
+    # -- one hop ----------------------------------------------------------------------------
 
     async def forward(self, next_hop: str, request: pb.ModelInferRequest, deadline: float | None,
-                      target: str | None) -> pb.ModelInferResponse:
+                      target: str | None, fallback: bool = False) -> pb.ModelInferResponse:
+        """Send ``request`` to ``next_hop`` and return its answer. ``fallback``: the caller can
+        answer locally, so a hop that does not answer is given up on after ``hop_share`` of
+        the remaining deadline."""
         if deadline is None:
             deadline = time.monotonic() + self.default_timeout_s
         if target:
             request.parameters[P.TARGET].string_param = target
         request.parameters[P.VIA].string_param = self.node_id
-        delay = self.link_delay_s(next_hop)
-        out_s = delay + (self.transfer_s(next_hop, request.ByteSize()) if self.emulate_links else 0.0)
-        await self._traverse(next_hop, out_s, deadline, "towards")
+        emulate = self.emulate_links
+        if emulate:
+            delay, per_byte = self._link(next_hop)
+            await self._traverse(next_hop, delay + request.ByteSize() * per_byte, deadline, "towards")
         remaining = deadline - time.monotonic()
+        call = self.stub(next_hop).ModelInfer(request, timeout=remaining)
+        flight = _Flight(call)
+        flights = self._inflight.get(next_hop)
+        if flights is None:
+            flights = self._inflight[next_hop] = set()
+        flights.add(flight)
+        timer = None
+        if fallback and self.hop_share < 1.0:
+            give_up = remaining * self.hop_share
+            timer = asyncio.get_running_loop().call_later(
+                give_up, flight.abandon, f"no answer within {give_up * 1000:.0f} ms "
+                                         f"({self.hop_share:.0%} of the {remaining * 1000:.0f} ms left)")
         try:
-            resp = await self.stub(next_hop).ModelInfer(request, timeout=remaining)
+            resp = await call
+        except asyncio.CancelledError:
+            if flight.why is None:
+                raise  # this request itself was cancelled
+            self.abandoned += 1
+            raise HopFailed(f"via {next_hop}: {flight.why}",
+                            Status.UNAVAILABLE if flight.down else Status.DEADLINE_EXCEEDED,
+                            next_hop, flight.down) from None
         except grpc.aio.AioRpcError as e:
-            status = Status[e.code().name] if e.code().name in Status.__members__ else Status.INTERNAL
+            name = e.code().name
+            status = Status[name] if name in Status.__members__ else Status.INTERNAL
+            details = e.details() or name
+            lost = status is Status.UNAVAILABLE and unreachable(details)
+            if lost:
+                self.health.mark_down(next_hop, f"{name}: {details}")
             cls = HopFailed if status in HOP_FAILURES else DataPlaneError
-            raise cls(f"via {next_hop}: {e.details() or e.code().name}", status) from None
-        back_s = delay + (self.transfer_s(next_hop, resp.ByteSize()) if self.emulate_links else 0.0)
-        await self._traverse(next_hop, back_s, deadline, "back from")
+            err = cls(f"via {next_hop}: {details}", status)
+            if isinstance(err, HopFailed):
+                err.hop, err.unreachable = next_hop, lost
+            raise err from None
+        finally:
+            flights.discard(flight)
+            if timer is not None:
+                timer.cancel()
+        if emulate:
+            await self._traverse(next_hop, delay + resp.ByteSize() * per_byte, deadline, "back from")
         hops = resp.parameters[P.HOPS]
         hops.int64_param = hops.int64_param + 1
         return resp
+
+    def _on_health(self, node: str, up: bool, reason: str) -> None:
+        if not up:
+            for f in list(self._inflight.get(node, ())):
+                f.abandon(f"{node} went down while the request was there ({reason})", down=True)
+            return
+        # Back up: a fresh data channel, rather than one that may sit out gRPC's reconnect backoff.
+        old = self._stubs.pop(node, None)
+        self.channel(node)
+        if old is not None:
+            task = asyncio.get_running_loop().create_task(old[0].close(grace=1.0))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
 
     async def _traverse(self, node: str, delay: float, deadline: float, direction: str) -> None:
         if delay <= 0:
@@ -100,7 +229,70 @@ class Forwarder:
                             f"{max(remaining, 0) * 1000:.1f} ms of the deadline remained", Status.DEADLINE_EXCEEDED)
         await self.pacer.sleep(delay)
 
+    # -- routing around failures --------------------------------------------------------------
+
+    async def send(self, request: pb.ModelInferRequest, decision: Resolution, router: RoutingTable, model: str,
+                   deadline: float | None, fallback: bool = False) -> pb.ModelInferResponse:
+        """Forward along ``decision``; if its route crosses a node that is down (known, carried
+        in ``idn.avoid``, or found unreachable now), route around it (``router.failover``)."""
+        assert decision.next_hop is not None
+        if deadline is None:
+            deadline = time.monotonic() + self.default_timeout_s
+        if not self.health.down and P.AVOID not in request.parameters:
+            try:
+                return await self.forward(decision.next_hop, request, deadline, decision.target, fallback)
+            except HopFailed as e:
+                if not e.unreachable:
+                    raise
+        return await self._around(request, decision, router, model, deadline, fallback)
+
+    def _crosses(self, decision: Resolution, avoid: frozenset[str]) -> str | None:
+        """The first down node on the normal route of ``decision`` (None: the route is clear)."""
+        if decision.next_hop in avoid:
+            return decision.next_hop
+        topo = self.topology
+        route = topo.route(self.node_id, decision.node) if decision.node else topo.path(self.node_id)
+        return next((n for n in route[1:] if n in avoid), None)
+
+    async def _around(self, request: pb.ModelInferRequest, decision: Resolution, router: RoutingTable, model: str,
+                      deadline: float, fallback: bool) -> pb.ModelInferResponse:
+        carried = request.parameters[P.AVOID].string_param if P.AVOID in request.parameters else ""
+        avoid = (set(self.health.down) | {n for n in carried.split(",") if n in self.topology.nodes})
+        avoid.discard(self.node_id)
+        current, dead, last = decision, None, None
+        for _ in range(MAX_REROUTES + 1):
+            frozen = frozenset(avoid)
+            blocked = self._crosses(current, frozen)
+            if blocked is not None:
+                dead = dead or blocked
+                alternatives = router.failover(model, decision, frozen)
+                if not alternatives:
+                    break
+                current = alternatives[0]
+                request.parameters[P.AVOID].string_param = ",".join(sorted(avoid))
+            assert current.next_hop is not None
+            try:
+                resp = await self.forward(current.next_hop, request, deadline, current.target, fallback)
+            except HopFailed as e:
+                if not e.unreachable:
+                    raise
+                last = e
+                avoid.add(current.next_hop)
+                continue
+            if current is not decision:
+                self.rerouted += 1
+                resp.parameters[P.REROUTED].string_param = dead or ""
+            return resp
+        dead = dead or (last.hop if last else decision.next_hop)
+        why = self.health.reason.get(dead or "", last.message if last else "down")
+        where = f"{decision.node}/{decision.variant}" if decision.node else "the repository"
+        raise HopFailed(f"via {dead}: {dead} is down ({why}); no other route to {where} and no live node "
+                        f"further up serves {model!r}", Status.UNAVAILABLE, dead, True)
+
     async def close(self) -> None:
+        await self.health.stop()
+        for t in list(self._retiring):
+            await t
         for ch, _ in self._stubs.values():
             await ch.close()
         self._stubs.clear()

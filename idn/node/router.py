@@ -17,6 +17,14 @@ in atomically; resolution happens once, at the ingress (DESIGN.md "Request path"
 4. Anything this node cannot place (no plan yet, a task the plan does not route here)
    goes one hop towards the repository; the repository serves it with its most
    accurate variant of the task.
+
+Failover (``failover``): when the next hop, or a node further along the route, is down,
+the alternatives in order are (a) the same target over another route, backup links
+included (:meth:`Topology.route_avoiding`), or by connecting straight to the first live
+node past the dead one on the normal route; (b) the nearest node further up this node's
+path to the repository, past the dead one, that can serve the request (the plan placed
+a variant of its task there, or it is a repository), reached the same way. What is left
+after that — a local degraded answer, else UNAVAILABLE — is the data plane's.
 """
 
 from __future__ import annotations
@@ -108,6 +116,7 @@ class RoutingTable:
     _wrr: dict[tuple, SmoothWRR] = field(default_factory=dict)
     _pinned: dict[str, str] = field(default_factory=dict)  # variant -> nearest node holding it
     _latency: LatencyModel | None = None
+    _task_variants: dict[str, tuple[str, ...]] = field(default_factory=dict)  # model -> its task's variants
 
     def __post_init__(self) -> None:
         if self.plan is None or self.topology is None:
@@ -227,6 +236,67 @@ class RoutingTable:
         if c.node == self.node_id:
             return Resolution(Action.LOCAL, c.variant, c.node, slo_met=met)
         return Resolution(Action.FORWARD, c.variant, c.node, self._next_hop(c.node), slo_met=met)
+
+    # -- failover -------------------------------------------------------------------------
+
+    def failover(self, model: str, decision: Resolution, down: frozenset[str]) -> list[Resolution]:
+        """Where to send a request whose route crosses a ``down`` node, best first (see the module
+        docstring); [] when nothing reachable can serve it. Pure: ``down`` is the caller's knowledge."""
+        topo = self.topology
+        if topo is None:
+            return []
+        me, out = self.node_id, []
+        target = decision.node
+        if target is not None and target != me and target not in down:
+            hop = self._hop_avoiding(target, down)
+            if hop is not None:
+                out.append(Resolution(Action.FORWARD, decision.variant, target, hop, decision.slo_met))
+        task = self.task_of(model)
+        if task is not None:
+            path = topo.path(me)
+            first_down = next((i for i, n in enumerate(path) if n in down), 0)
+            for n in path[first_down + 1:]:
+                if n in down or n == target:
+                    continue
+                variant = self._serves(n, model, task)
+                hop = self._hop_avoiding(n, down) if variant is not None else None
+                if variant is not None and hop is not None:
+                    out.append(Resolution(Action.FORWARD, variant, n, hop, decision.slo_met))
+                    break
+        return out
+
+    def _hop_avoiding(self, node: str, down: frozenset[str]) -> str | None:
+        """First hop towards ``node`` around the down nodes: another route, else straight past them."""
+        assert self.topology is not None
+        route = self.topology.route_avoiding(self.node_id, node, down)
+        if route is not None and len(route) > 1:
+            return route[1]
+        return next((n for n in self.topology.route(self.node_id, node)[1:] if n not in down), None)
+
+    def _serves(self, node: str, model: str, task: str) -> str | None:
+        """The variant ``node`` would answer ``model`` with, as far as the plan says (None: it cannot)."""
+        assert self.topology is not None
+        placed = self.plan.placements.get(node, ()) if self.plan is not None else ()
+        repository = self.topology.node(node).repository
+        cat = self.catalog
+        if model != task:  # a pinned variant
+            return model if (model in placed or repository) else None
+        if cat is None or task not in cat.tasks:
+            return None
+        variants = cat.tasks[task].variants.values()
+        mine = [v for v in variants if v.name in placed] or (list(variants) if repository else [])
+        return max(mine, key=lambda v: (v.accuracy, v.name)).name if mine else None
+
+    def has_local(self, model: str, loaded: set[str] | dict) -> bool:
+        """Whether a local degraded answer exists for ``model`` (a loaded variant of its task)."""
+        names = self._task_variants.get(model)
+        if names is None:
+            task = self.task_of(model)
+            cat = self.catalog
+            if cat is None or task not in cat.tasks:
+                return False  # not cached: names clients make up must not grow this table
+            names = self._task_variants[model] = tuple(cat.tasks[task].variants)
+        return any(n in loaded for n in names)
 
     def best_local_variant(self, task: str, loaded: set[str] | dict) -> str | None:
         """The most accurate loaded variant of a task (the degraded fallback and the repository's default)."""

@@ -5,6 +5,15 @@ event loop keeps serving other models. A run that is predicted to take less than
 cost of a thread hand-off (tens of microseconds) runs inline on the loop instead: the
 prediction is an exponentially weighted average of the measured time per sample,
 so a variant moves between the two paths as its observed cost changes.
+
+Admission sheds load instead of running it late: a request whose deadline cannot be
+met — the requests admitted ahead of it times the measured cost per run, over the
+worker threads, plus its own run (stretched by the node's emulated slowdown) exceed
+the time it has left — is refused at once, RESOURCE_EXHAUSTED when the queue is the
+reason and DEADLINE_EXCEEDED when even an idle node could not make it; one that
+waited in the worker queue past its deadline is dropped there, not run. So at twice
+its capacity a node still serves its capacity, what it accepts finishes in time, and
+its queues (and memory) stay bounded.
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import onnxruntime as ort
 
 from idn.node.batcher import Batcher
 from idn.node.settings import NodeSettings
-from idn.protocol.status import InvalidInput, ModelFailed, Overloaded
+from idn.protocol.status import DataPlaneError, InvalidInput, ModelFailed, Overloaded, Status
 from idn.protocol.tensors import ORT_TYPES, TensorMeta, to_wire_shape
 
 PLATFORM = "onnx_onnxv1"
@@ -76,6 +85,8 @@ class VariantRuntime:
         self._drained: asyncio.Event | None = None
         self.executor = executor
         self._us_per_sample: float | None = None  # None until measured: first runs go to the pool
+        self.shed = 0  # refused at admission: could not finish by the deadline
+        self.expired = 0  # dropped in the worker queue: the deadline passed before a worker was free
 
     # -- validation ---------------------------------------------------------------------------
 
@@ -112,8 +123,13 @@ class VariantRuntime:
 
     # -- execution ----------------------------------------------------------------------------
 
-    def run_sync(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None, batch: int = 1) -> list[np.ndarray]:
+    def run_sync(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None, batch: int = 1,
+                 deadline: float | None = None) -> list[np.ndarray]:
         """Run the session and update the cost estimate (time inside ORT only, not the hand-off)."""
+        if deadline is not None and time.monotonic() >= deadline:
+            self.expired += 1
+            raise DataPlaneError(f"model '{self.name}': the request's deadline passed while it waited for a "
+                                 "worker; not run", Status.DEADLINE_EXCEEDED)
         t0 = time.perf_counter()
         try:
             result = self.session.run(list(outputs) if outputs else None, feeds)
@@ -124,29 +140,53 @@ class VariantRuntime:
         self._us_per_sample = per_sample if est is None else est + _EWMA * (per_sample - est)
         return result
 
-    async def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None, batch: int) -> list[np.ndarray]:
-        """Run with admission control: at most ``max_queue`` requests admitted at once."""
+    def admit(self, batch: int, deadline: float | None, stretch: float = 1.0) -> None:
+        """Refuse now what cannot finish in time (module docstring); ``stretch``: emulated slowdown."""
         if self.inflight >= self.settings.max_queue:
             raise Overloaded(f"model '{self.name}' has {self.inflight} requests admitted "
                              f"(limit {self.settings.max_queue}); retry later")
+        est = self._us_per_sample
+        if deadline is None or est is None:
+            return
+        own = est * batch * 1e-6
+        parallel = 1 if own * 1e6 <= self.settings.inline_max_us else max(1, self.settings.workers)
+        wait = self.inflight * own / parallel
+        need = wait + own * max(stretch, 1.0)
+        left = deadline - time.monotonic()
+        if left >= need:
+            return
+        self.shed += 1
+        if left < own * max(stretch, 1.0):
+            raise DataPlaneError(f"model '{self.name}' needs ~{own * max(stretch, 1.0) * 1e3:.1f} ms per run, "
+                                 f"only {max(left, 0) * 1e3:.1f} ms of the deadline are left; not run",
+                                 Status.DEADLINE_EXCEEDED)
+        raise Overloaded(f"model '{self.name}' is overloaded: {self.inflight} requests ahead, predicted "
+                         f"{wait * 1e3:.1f} ms wait + {own * max(stretch, 1.0) * 1e3:.1f} ms run > "
+                         f"{left * 1e3:.1f} ms left of the deadline; refused rather than run late")
+
+    async def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None, batch: int,
+                  deadline: float | None = None, stretch: float = 1.0) -> list[np.ndarray]:
+        """Run with admission control: at most ``max_queue`` requests admitted at once, and only
+        those that can finish by their deadline (``admit``)."""
+        self.admit(batch, deadline, stretch)
         self.inflight += 1
         try:
             if self.batcher is not None and batch < self.settings.max_batch:
                 return await self.batcher.submit(feeds, outputs, batch)
-            return await self._execute(feeds, outputs, batch)
+            return await self._execute(feeds, outputs, batch, deadline)
         finally:
             self.inflight -= 1
             if self.inflight == 0 and self._drained is not None:
                 self._drained.set()
 
     async def _execute(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None,
-                       batch: int) -> list[np.ndarray]:
+                       batch: int, deadline: float | None = None) -> list[np.ndarray]:
         """Inline when predicted cheaper than a thread hand-off, else in the worker pool."""
         est = self._us_per_sample
         if est is not None and est * batch <= self.settings.inline_max_us:
             return self.run_sync(feeds, outputs, batch)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.run_sync, feeds, outputs, batch)
+        return await loop.run_in_executor(self.executor, self.run_sync, feeds, outputs, batch, deadline)
 
     async def drained(self) -> None:
         """Wait until no admitted request is still running (used before unloading)."""

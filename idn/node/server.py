@@ -85,7 +85,8 @@ class NodeServer:
         forwarder = None
         if config.topology is not None:
             forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,
-                                  s.max_message_bytes, tls=config.tls)
+                                  s.max_message_bytes, tls=config.tls, probe_interval_s=s.probe_interval_s,
+                                  probe_timeout_s=s.probe_timeout_s, hop_share=s.hop_share)
         self.dataplane = DataPlane(
             self.store, s, node_id=config.node_id,
             router=RoutingTable(config.node_id, config.topology, config.catalog), forwarder=forwarder,
@@ -135,6 +136,8 @@ class NodeServer:
         if restored is None and self.config.plan is not None:
             await self.deployment.apply(self.config.plan, check_version=False)
         await self._set_health(self.dataplane.ready())
+        if self.dataplane.forwarder is not None:
+            self.dataplane.forwarder.start()
         log.info("idn node %s listening on %s serving %s (plan v%d)%s", self.dataplane.node_id, self.address,
                  sorted(self.store.loaded) or "no variants", self.deployment.version,
                  f", metrics on :{self.metrics_port}/metrics" if self.metrics_port else "")

@@ -30,5 +30,13 @@ class NodeSettings:
     max_batch: int = 1
     # Timeout for a forwarded request whose caller set no deadline: nothing hangs forever.
     forward_timeout_s: float = 30.0
+    # Neighbour health checks (idn.node.neighbours): one every probe_interval_s per node this
+    # one forwards to (0 = off: only forwarding errors mark a neighbour down), each given
+    # probe_timeout_s; a hung neighbour is down after two unanswered checks.
+    probe_interval_s: float = 0.2
+    probe_timeout_s: float = 0.5
+    # A hop that does not answer is given up on after this share of the remaining deadline
+    # when a local degraded answer exists (1 = wait for the whole deadline).
+    hop_share: float = 0.5
     # Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     grace_s: float = 5.0

@@ -16,6 +16,8 @@ Request (node -> node, internal; a client has no reason to set them):
   intermediate nodes only forward towards it.
 * ``idn.via`` (string): the node that forwarded this request, so the receiver counts
   it as transit, not as demand entering there.
+* ``idn.avoid`` (string, comma-separated node ids): nodes a node routing around a
+  failure found down; every node after it routes around them too (no loops back).
 
 Response (serving node -> client):
 
@@ -24,7 +26,8 @@ Response (serving node -> client):
   hops taken; ``idn.server_us`` (int64): time inside the serving node, in µs;
   ``idn.degraded`` (bool, only when true): a fallback served it because the chosen
   target was unreachable; ``idn.slo_met`` (bool, only when false): no target met the
-  request's own SLO, so the plan's split served it.
+  request's own SLO, so the plan's split served it; ``idn.rerouted`` (string, only when
+  set): the dead node a forwarding node routed around to reach the node that served.
 """
 
 from __future__ import annotations
@@ -42,10 +45,12 @@ HOPS = "idn.hops"
 SERVER_US = "idn.server_us"
 DEGRADED = "idn.degraded"
 SLO_MET = "idn.slo_met"
+AVOID = "idn.avoid"
+REROUTED = "idn.rerouted"
 
 REQUEST = (MAX_LATENCY_MS, MIN_ACCURACY)
-INTERNAL = (TARGET, VIA)
-RESPONSE = (NODE, VARIANT, ACCURACY, HOPS, SERVER_US, DEGRADED, SLO_MET)
+INTERNAL = (TARGET, VIA, AVOID)
+RESPONSE = (NODE, VARIANT, ACCURACY, HOPS, SERVER_US, DEGRADED, SLO_MET, REROUTED)
 
 
 def param_value(p: Any) -> Any:
