@@ -110,6 +110,10 @@ def parse_response(resp: pb.ModelInferResponse) -> InferResult:
     return InferResult(resp.model_name, resp.model_version, resp.id, outs, params)
 
 
+def _bearer(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    return (("authorization", f"Bearer {token}"),) if token else None
+
+
 class Client:
     """Blocking client. ``Client("127.0.0.1:8001").infer("digits", {"input": x})``."""
 
@@ -148,11 +152,15 @@ class Client:
         req = build_request(model, inputs, outputs, parameters, **kw)
         return parse_response(self.stub.ModelInfer(req, timeout=timeout or self.timeout))
 
-    def load(self, model: str) -> None:
-        self.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name=model), timeout=self.timeout)
+    def load(self, model: str, token: str | None = None) -> None:
+        """Repository load: needs a node in ``--model-control-mode explicit`` and its control token."""
+        self.stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name=model), timeout=self.timeout,
+                                      metadata=_bearer(token))
 
-    def unload(self, model: str) -> None:
-        self.stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name=model), timeout=self.timeout)
+    def unload(self, model: str, token: str | None = None) -> None:
+        """Repository unload: needs a node in ``--model-control-mode explicit`` and its control token."""
+        self.stub.RepositoryModelUnload(pb.RepositoryModelUnloadRequest(model_name=model), timeout=self.timeout,
+                                        metadata=_bearer(token))
 
     def index(self, ready_only: bool = False) -> list[pb.RepositoryIndexResponse.ModelIndex]:
         return list(self.stub.RepositoryIndex(pb.RepositoryIndexRequest(ready=ready_only), timeout=self.timeout).models)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from idn.node.authority import ModelControl
 from idn.node.server import NodeConfig, NodeServer
 from idn.node.settings import NodeSettings
 from tests import onnx_models
@@ -51,16 +52,22 @@ def model_dir(tmp_path_factory) -> Path:
     return d
 
 
-def start_node(model_dir: Path, names: list[str], **settings) -> RunningNode:
+# The token of nodes started in explicit repository control (start_node(..., admin=True)).
+TOKEN = "test-token"
+
+
+def start_node(model_dir: Path, names: list[str], admin: bool = False, **settings) -> RunningNode:
+    """A standalone node serving ``names``; ``admin``: repository control explicit, with TOKEN."""
     cfg = NodeConfig(listen="127.0.0.1:0", node_id="test-node",
                      models={n: model_dir / f"{n}.onnx" for n in names},
-                     settings=NodeSettings(**settings))
+                     settings=NodeSettings(**settings), control_token=TOKEN if admin else None,
+                     model_control=ModelControl.EXPLICIT if admin else ModelControl.NONE)
     return RunningNode(cfg)
 
 
 @pytest.fixture(scope="module")
 def node(model_dir) -> Iterator[RunningNode]:
     n = start_node(model_dir, ["linear", "strings", "fixed", "failing",
-                               *(f"id_{dt}" for dt in onnx_models.ONNX_TYPES)])
+                               *(f"id_{dt}" for dt in onnx_models.ONNX_TYPES)], admin=True)
     yield n
     n.stop()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from idn.client import AsyncClient, Client
-from tests.conftest import start_node
+from tests.conftest import TOKEN, start_node
 
 
 def free_port() -> int:
@@ -82,13 +82,13 @@ def test_cli_rejects_bad_model_spec(tmp_path):
 
 
 def test_readiness_waits_for_every_configured_model(model_dir):
-    n = start_node(model_dir, ["linear"])
+    n = start_node(model_dir, ["linear"], admin=True)
     try:
         with Client(n.address) as c:
             assert c.ready()
-            c.unload("linear")
+            c.unload("linear", token=TOKEN)
             assert not c.ready()  # a configured model is missing
-            c.load("linear")
+            c.load("linear", token=TOKEN)
             assert c.ready()
     finally:
         n.stop()
@@ -121,17 +121,18 @@ def test_overload_is_refused_fast_and_slow_model_does_not_stall_others(model_dir
 def test_upload_model_bytes_over_the_repository_api(model_dir):
     from idn.protos import grpc_service_pb2 as pb
 
-    n = start_node(model_dir, [])
+    n = start_node(model_dir, [], admin=True)
+    md = [("authorization", f"Bearer {TOKEN}")]
     try:
         with Client(n.address) as c:
             req = pb.RepositoryModelLoadRequest(model_name="uploaded")
             req.parameters["file:1/model.onnx"].bytes_param = (model_dir / "linear.onnx").read_bytes()
-            c.stub.RepositoryModelLoad(req, timeout=10)
+            c.stub.RepositoryModelLoad(req, timeout=10, metadata=md)
             assert c.infer("uploaded", {"input": np.ones((1, 4), np.float32)}).outputs["logits"].shape == (1, 3)
             bad = pb.RepositoryModelLoadRequest(model_name="broken")
             bad.parameters["file:1/model.onnx"].bytes_param = b"not an onnx model"
             with pytest.raises(grpc.RpcError) as e:
-                c.stub.RepositoryModelLoad(bad, timeout=10)
+                c.stub.RepositoryModelLoad(bad, timeout=10, metadata=md)
             assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "broken" in e.value.details()
             assert {m.name: m.state for m in c.index()}["broken"] == "UNAVAILABLE"
     finally:

@@ -8,6 +8,7 @@ import pytest
 
 from idn.client import Client, build_request
 from idn.protocol.tensors import DTYPES
+from tests.conftest import TOKEN
 from tests.onnx_models import ONNX_TYPES
 
 
@@ -100,21 +101,21 @@ def test_raw_input_is_decoded_zero_copy():
 def test_repository_index_load_unload(node, client):
     names = {m.name: m.state for m in client.index()}
     assert names["linear"] == "READY"
-    client.unload("strings")
+    client.unload("strings", token=TOKEN)
     assert not client.model_ready("strings")
     with pytest.raises(grpc.RpcError) as e:
         client.infer("strings", {"x": np.array([b"a"], dtype=object)})
     assert e.value.code() == grpc.StatusCode.NOT_FOUND
     assert {m.name: m.state for m in client.index()}["strings"] == "UNAVAILABLE"
     assert "strings" not in {m.name for m in client.index(ready_only=True)}
-    client.load("strings")
+    client.load("strings", token=TOKEN)
     assert client.model_ready("strings")
     assert client.infer("strings", {"x": np.array([b"back"], dtype=object)}).output().tolist() == [b"back"]
 
 
 def test_load_unknown_model_is_not_found(client):
     with pytest.raises(grpc.RpcError) as e:
-        client.load("nope")
+        client.load("nope", token=TOKEN)
     assert e.value.code() == grpc.StatusCode.NOT_FOUND and "nope" in e.value.details()
 
 

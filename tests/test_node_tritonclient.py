@@ -16,7 +16,8 @@ import pytest
 from tests.conftest import start_node
 
 SCRIPT = Path(__file__).parent / "stock_client" / "triton_checks.py"
-CHECKS = ["health_and_metadata", "fp32", "int64", "bytes_round_trip", "load_unload", "error_status"]
+CHECKS = ["health_and_metadata", "fp32", "int64", "bytes_round_trip", "load_unload", "error_status",
+          "repository_needs_token", "hostile_names"]
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tritonclient") is None,
                                 reason="tritonclient[grpc] is in the test extra")
@@ -27,16 +28,28 @@ def triton_node(model_dir):
     from tests import onnx_models
 
     onnx_models.identity(model_dir / "ints.onnx", "INT64", ["N"])
-    n = start_node(model_dir, ["linear", "strings", "fixed", "ints"])
+    n = start_node(model_dir, ["linear", "strings", "fixed", "ints"], admin=True)  # explicit, with the token
     yield n
     n.stop()
 
 
-def test_stock_tritonclient(triton_node):
-    proc = subprocess.run([sys.executable, str(SCRIPT), triton_node.address, *CHECKS],
-                          capture_output=True, text=True, timeout=60)
+def run_checks(address: str, checks: list[str]) -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), address, *checks], capture_output=True, text=True,
+                          timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.split() == [w for c in CHECKS for w in ("ok", c)]
+    assert proc.stdout.split() == [w for c in checks for w in ("ok", c)]
+
+
+def test_stock_tritonclient(triton_node):
+    run_checks(triton_node.address, CHECKS)
+
+
+def test_stock_tritonclient_cannot_touch_the_repository_by_default(model_dir):
+    n = start_node(model_dir, ["linear"])  # --model-control-mode none (the default)
+    try:
+        run_checks(n.address, ["repository_off"])
+    finally:
+        n.stop()
 
 
 def test_wire_format_matches_tritonclients_descriptors():

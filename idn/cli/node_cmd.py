@@ -45,6 +45,12 @@ def node(
     control_token_file: Annotated[Optional[Path], typer.Option(envvar="IDN_CONTROL_TOKEN_FILE",
                                                                help="read the control token from this file (a "
                                                                "Docker or Kubernetes secret)")] = None,
+    model_control_mode: Annotated[str, typer.Option(
+        help="repository load/unload over the data plane (Triton's flag): 'none' refuses them to everyone; "
+             "'explicit' allows them to callers with the control token (needs --control-token)")] = "none",
+    mem_mb: Annotated[Optional[float], typer.Option(
+        help="memory (MiB) the node may fill when it loads variants on demand as the repository "
+             "(default: the topology's mem_mb; without either it never loads on demand)")] = None,
     emulate: Annotated[bool, typer.Option(help="EMULATION on one machine: sleep each link's one-way delay on "
                                           "forwards and stretch compute by the node's slowdown")] = False,
     metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus /metrics over HTTP on this port "
@@ -113,7 +119,20 @@ def node(
                                      param_hint="--variant")
     # The server (ONNX Runtime, prometheus-client) loads only when a node starts, so
     # `idn infer`, `idn solve` and the other commands stay light.
+    from idn.node.authority import ModelControl
     from idn.node.server import NodeConfig, NodeServer
+
+    try:
+        mode = ModelControl(model_control_mode.lower())
+    except ValueError:
+        raise typer.BadParameter(f"{model_control_mode!r}: use one of {[m.value for m in ModelControl]}",
+                                 param_hint="--model-control-mode") from None
+    if mode is ModelControl.EXPLICIT and not control_token:
+        raise typer.BadParameter("explicit repository control needs a control token: add --control-token "
+                                 "or --control-token-file (or set IDN_CONTROL_TOKEN)",
+                                 param_hint="--model-control-mode")
+    if mem_mb is not None and not mem_mb > 0:
+        raise typer.BadParameter(f"{mem_mb:g}: must be positive", param_hint="--mem-mb")
     from idn.node.settings import NodeSettings
 
     defaults = NodeSettings()
@@ -125,5 +144,5 @@ def node(
     config = NodeConfig(listen=listen or "127.0.0.1:8001", node_id=node_id, models=models, catalog=cat,
                         variants=list(variant or []), settings=settings, topology=topo, plan=the_plan,
                         state_dir=state_dir, control_token=control_token, emulate=emulate,
-                        tls=tls, metrics_port=metrics_port)
+                        tls=tls, metrics_port=metrics_port, model_control=mode, mem_mb=mem_mb)
     asyncio.run(NodeServer(config).serve_forever())

@@ -2,17 +2,17 @@
 
 Every call must carry the node's control token (``authorization: Bearer <token>``);
 a node started without a token refuses control calls rather than running open.
-The comparison is constant-time.
+The comparison is constant-time; refusals are logged, rate-limited (``Authority``).
 """
 
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 
 import grpc
 
+from idn.node.authority import Authority
 from idn.node.deployment import Deployment, Phase
 from idn.node.handlers import answers_errors
 from idn.node.stats import BOUNDS_MS
@@ -26,25 +26,19 @@ log = logging.getLogger("idn.node")
 
 
 class ControlServicer(cpb_grpc.NodeControlServicer):
-    def __init__(self, deployment: Deployment, node: Node | None, address: str, token: str | None):
+    def __init__(self, deployment: Deployment, node: Node | None, address: str, authority: Authority):
         self.deployment = deployment
         self.node = node
         self.address = address
-        self.token = token
+        self.authority = authority
 
-    async def _authorize(self, context: grpc.aio.ServicerContext) -> None:
-        if not self.token:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "control calls are disabled: start the node with --control-token "
-                                "(or IDN_CONTROL_TOKEN)")
-        got = dict(context.invocation_metadata() or ()).get("authorization", "")
-        if not hmac.compare_digest(got.encode(), f"Bearer {self.token}".encode()):
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED,
-                                "missing or wrong control token (metadata 'authorization: Bearer <token>')")
+    def _authorize(self, context: grpc.aio.ServicerContext, method: str) -> None:
+        """Raises UNAUTHENTICATED (answered by ``answers_errors``) unless the call carries the token."""
+        self.authority.check_control(method, context.invocation_metadata(), context.peer())
 
     @answers_errors
     async def GetNodeInfo(self, request, context):
-        await self._authorize(context)
+        self._authorize(context, "GetNodeInfo")
         dp = self.deployment.dataplane
         n = self.node
         return cpb.NodeInfo(
@@ -56,7 +50,7 @@ class ControlServicer(cpb_grpc.NodeControlServicer):
 
     @answers_errors
     async def ApplyPlan(self, request, context):
-        await self._authorize(context)
+        self._authorize(context, "ApplyPlan")
         try:
             phase = Phase(request.phase)
         except ValueError:
@@ -67,7 +61,7 @@ class ControlServicer(cpb_grpc.NodeControlServicer):
 
     @answers_errors
     async def GetPlan(self, request, context):
-        await self._authorize(context)
+        self._authorize(context, "GetPlan")
         plan = self.deployment.plan
         if plan is None:
             return cpb.PlanState(version=0, plan_json="")
@@ -75,7 +69,7 @@ class ControlServicer(cpb_grpc.NodeControlServicer):
 
     @answers_errors
     async def GetStats(self, request, context):
-        await self._authorize(context)
+        self._authorize(context, "GetStats")
         w = self.deployment.dataplane.stats.window(request.since)
         out = cpb.Stats(cursor=w.cursor, window_s=w.window_s, plan_version=self.deployment.version)
         for key, c in sorted(w.classes.items()):

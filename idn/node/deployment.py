@@ -8,8 +8,10 @@ only after its admitted requests finished. Across a network the same holds only 
 every node finishes (1) before any node does (2), and every node (2) before any (3):
 otherwise an ingress still on the old plan may route to a variant its target already
 unloaded. So the steps are also exposed one by one (``Phase``) and ``idn apply``
-runs each across all nodes before the next; a node receiving a target it has not
-loaded loads it on demand rather than fail (the safety net when phases are skipped).
+runs each across all nodes before the next. When phases are skipped (or a request
+routed by the old plan arrives late), a node can receive a target it has not loaded:
+it never loads outside its plan, it sends the request on to the repository, which
+loads it on demand within its memory (``DataPlane``), so the request is still served.
 Variants given explicitly at start-up (``--model``/``--variant``) are never unloaded by a
 plan. A plan whose version is not newer than the current one is refused, so a late or replayed push cannot roll a
 node back.
@@ -105,6 +107,7 @@ class Deployment:
     async def _make(self, plan: Plan) -> tuple[str, ...]:
         """Load what the plan puts here; the current routing table keeps serving meanwhile."""
         repo = self.dataplane.store
+        repo.adopt(plan.variants_on(self.node_id))  # loaded on demand earlier? planned now: never evicted
         new = [v for v in plan.variants_on(self.node_id) if v not in repo.loaded]
         for v in new:
             await repo.load(v)
@@ -120,6 +123,7 @@ class Deployment:
         """Unload what the plan does not need, each variant after its in-flight requests finished."""
         repo = self.dataplane.store
         wanted = set(plan.variants_on(self.node_id))
+        repo.planned = set(wanted)
         stale = sorted(v for v in repo.loaded if v not in wanted and v not in self.pinned)
         for v in stale:
             await repo.unload(v)

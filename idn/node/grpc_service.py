@@ -2,7 +2,9 @@
 
 Only translation lives here: protobuf messages <-> data-plane types, data-plane
 errors <-> gRPC status codes. Any exception a handler did not expect becomes
-INTERNAL with its message; the server keeps serving.
+INTERNAL with its message; the server keeps serving. The repository calls that change
+what the node holds pass the node's ``Authority`` first (off by default; the control
+token in explicit mode).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any
 
 import grpc
 
+from idn.node.authority import Authority
 from idn.node.dataplane import DataPlane, Forwarded, InferenceRequest, InputTensor
-from idn.node.handlers import answers_errors
+from idn.node.handlers import answers_errors, fail
 from idn.protocol.params import param_value, set_param
-from idn.protocol.status import InvalidInput
+from idn.protocol.status import InvalidInput, echo
 from idn.protocol.tensors import encode_raw
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
@@ -35,7 +38,7 @@ def request_from_proto(msg: pb.ModelInferRequest) -> InferenceRequest:
         has_contents = t.HasField("contents")
         if raws:
             if has_contents:
-                raise InvalidInput(f"input '{t.name}': both raw_input_contents and typed contents are set; "
+                raise InvalidInput(f"input '{echo(t.name)}': both raw_input_contents and typed contents are set; "
                                    "use one or the other")
             inputs.append(InputTensor(t.name, t.datatype, tuple(t.shape), raw=raws[i]))
         else:
@@ -52,8 +55,9 @@ def _tensor_meta(dst: Any, metas: Any) -> None:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane):
+    def __init__(self, dataplane: DataPlane, authority: Authority | None = None):
         self.dp = dataplane
+        self.authority = authority or Authority(None)
 
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=self.dp.live())
@@ -102,11 +106,14 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @answers_errors
     async def RepositoryModelLoad(self, request, context):
+        self.authority.check_repository("load", request.model_name, context.invocation_metadata(), context.peer())
         await self.dp.load(request.model_name, _uploaded_model(request))
         return pb.RepositoryModelLoadResponse()
 
     @answers_errors
     async def RepositoryModelUnload(self, request, context):
+        self.authority.check_repository("unload", request.model_name, context.invocation_metadata(),
+                                        context.peer())
         await self.dp.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
 
@@ -118,8 +125,11 @@ class _Refused:
         self.reason = reason
 
 
-def _tolerant(parse: Callable[[bytes], Any], type_name: str, max_bytes: int) -> Callable[[bytes], Any]:
+def _tolerant(parse: Callable[[bytes], Any], type_name: str, max_bytes: int,
+              on_size: Callable[[int], None] | None = None) -> Callable[[bytes], Any]:
     def deserialize(data: bytes) -> Any:
+        if on_size is not None:
+            on_size(len(data))
         if len(data) > max_bytes:
             return _Refused(f"the {type_name} message has {len(data)} bytes, more than this node's limit of "
                             f"{max_bytes} (--max-message-mb); send smaller batches")
@@ -131,11 +141,12 @@ def _tolerant(parse: Callable[[bytes], Any], type_name: str, max_bytes: int) -> 
 
 
 def add_servicer(servicer: pb_grpc.GRPCInferenceServiceServicer, server: grpc.aio.Server,
-                 max_message_bytes: int) -> None:
+                 max_message_bytes: int, on_size: Callable[[int], None] | None = None) -> None:
     """Register like the generated ``add_..._to_server``, but a request that does not parse, or
     is larger than ``max_message_bytes``, gets INVALID_ARGUMENT saying so (instead of gRPC's
     UNKNOWN for a parse failure). The transport's own limit is set higher (see
-    ``server.grpc_options``) so that oversize messages reach this check."""
+    ``server.grpc_options``) so that oversize messages reach this check. ``on_size`` hears the
+    size of every request message (``MemoryTrimmer.saw``)."""
     service = pb.DESCRIPTOR.services_by_name["GRPCInferenceService"]
     handlers = {}
     for method in service.methods:
@@ -143,7 +154,8 @@ def add_servicer(servicer: pb_grpc.GRPCInferenceServiceServicer, server: grpc.ai
         resp_cls = getattr(pb, method.output_type.name)
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
             _guard(getattr(servicer, method.name)),
-            request_deserializer=_tolerant(req_cls.FromString, method.input_type.full_name, max_message_bytes),
+            request_deserializer=_tolerant(req_cls.FromString, method.input_type.full_name, max_message_bytes,
+                                           on_size),
             response_serializer=resp_cls.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 
@@ -151,7 +163,7 @@ def add_servicer(servicer: pb_grpc.GRPCInferenceServiceServicer, server: grpc.ai
 def _guard(handler: Callable[..., Any]) -> Callable[..., Any]:
     async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, _Refused):
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
+            return fail(context, grpc.StatusCode.INVALID_ARGUMENT, request.reason)
         return await handler(request, context)
     return guarded
 

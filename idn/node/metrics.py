@@ -5,6 +5,10 @@ Prometheus (cumulative, per model and outcome), the way Triton's :8002/metrics d
 prometheus_client does the exposition; each node has its own registry so several
 nodes can live in one process (tests). Label children are cached per model so the
 hot path pays one dict lookup and two increments per request.
+
+Label values are bounded: the data plane labels a request with the model's name only when
+the node knows that name (else ``(unknown)``), outcomes are a fixed set, and past
+``MAX_SERIES`` label pairs further ones are counted under ``(other)``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 # Request latency buckets (seconds): sub-millisecond local runs to multi-hop forwards.
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+MAX_SERIES = 1024
 
 
 class NodeMetrics:
@@ -38,7 +43,12 @@ class NodeMetrics:
         key = (model, outcome)
         child = self._children.get(key)
         if child is None:
-            child = self._children[key] = (self.requests(model, outcome), self.latency(model))
+            if len(self._children) >= MAX_SERIES:
+                model = "(other)"
+                key = (model, outcome)
+                child = self._children.get(key)
+            if child is None:
+                child = self._children[key] = (self.requests(model, outcome), self.latency(model))
         child[0].inc()
         child[1].observe(seconds)
 

@@ -14,9 +14,12 @@ in atomically; resolution happens once, at the ingress (DESIGN.md "Request path"
    check; catalog accuracy). Among candidates a
    smooth weighted round-robin picks deterministically (nginx's algorithm: over any
    window the split matches the weights to within one request, with no coin flips).
+   Round-robin state is kept per candidate set, not per SLO value: the SLOs clients
+   send are unbounded, the subsets of a plan's targets they can select are not.
 4. Anything this node cannot place (no plan yet, a task the plan does not route here)
    goes one hop towards the repository; the repository serves it with its most
-   accurate variant of the task.
+   accurate variant of the task. A pinned variant nobody closer holds goes there with
+   the repository named as its target, so it can never bounce back down.
 
 Failover (``failover``): when the next hop, or a node further along the route, is down,
 the alternatives in order are (a) the same target over another route, backup links
@@ -36,6 +39,7 @@ from idn.catalog import Catalog, Variant
 from idn.config import ConfigError
 from idn.latency import LatencyModel, Prediction
 from idn.plan import Plan
+from idn.protocol.status import echo
 from idn.topology import Topology
 
 
@@ -94,7 +98,7 @@ class SmoothWRR:
 def parse_target(value: str) -> tuple[str, str]:
     node, sep, variant = value.partition("/")
     if not sep or not node or not variant:
-        raise ValueError(f"idn.target must be '<node>/<variant>', got {value!r}")
+        raise ValueError(f"idn.target must be '<node>/<variant>', got {echo(value)!r}")
     return node, variant
 
 
@@ -113,6 +117,7 @@ class RoutingTable:
     _classes: dict[str, dict[tuple, list[Candidate]]] = field(default_factory=dict)
     # task -> every candidate at this ingress (weights = share x class rate)
     _task_all: dict[str, list[Candidate]] = field(default_factory=dict)
+    # ("class", task, SLO of a plan class) or ("subset", task, candidate indices) -> its round-robin
     _wrr: dict[tuple, SmoothWRR] = field(default_factory=dict)
     _pinned: dict[str, str] = field(default_factory=dict)  # variant -> nearest node holding it
     _latency: LatencyModel | None = None
@@ -170,6 +175,10 @@ class RoutingTable:
         path = self.topology.path(self.node_id)
         return path[1] if len(path) > 1 else None
 
+    def repository_id(self) -> str | None:
+        """The repository this node's requests end at (None without a topology)."""
+        return self.topology.path(self.node_id)[-1] if self.topology is not None else None
+
     def is_repository(self) -> bool:
         return self.topology is None or self.topology.node(self.node_id).repository
 
@@ -202,13 +211,14 @@ class RoutingTable:
         if self.is_repository():
             return Resolution(Action.LOCAL, variant, self.node_id) if variant else Resolution(Action.BEST_LOCAL,
                                                                                          node=self.node_id)
-        return Resolution(Action.FORWARD, variant, None, self.towards_repository())
+        return Resolution(Action.FORWARD, variant, self.repository_id() if variant else None,
+                          self.towards_repository())
 
     def _next_hop(self, node: str) -> str:
         if self.topology is None:
             raise ValueError(f"this node has no topology: cannot reach node {node!r}")
         if node not in self.topology.nodes:
-            raise ValueError(f"idn.target names unknown node {node!r}")
+            raise ValueError(f"idn.target names unknown node {echo(node)!r}")
         hop = self.topology.next_hop(self.node_id, node)
         if hop is None:
             raise ValueError(f"node {node!r} is this node: nothing to forward")
@@ -217,21 +227,23 @@ class RoutingTable:
     def _choose(self, task: str, slo: tuple[float | None, float | None]) -> Resolution:
         exact = self._classes[task].get(slo)
         met = True
-        key: tuple[object, ...]
         if exact is not None:
-            key, cands = (task, slo), exact
+            key: tuple[object, ...] = ("class", task, slo)
+            wrr = self._wrr.get(key)
+            if wrr is None:
+                wrr = self._wrr[key] = SmoothWRR(exact)
         else:
             max_lat, min_acc = slo
             all_c = self._task_all[task]
-            cands = [c for c in all_c
-                     if (max_lat is None or c.latency_ms is None or c.latency_ms <= max_lat)
-                     and (min_acc is None or c.accuracy >= min_acc)]
-            if not cands:
-                cands, met = all_c, False
-            key = (task, slo, "filtered")
-        wrr = self._wrr.get(key)
-        if wrr is None:
-            wrr = self._wrr[key] = SmoothWRR(cands)
+            chosen = tuple(i for i, c in enumerate(all_c)
+                           if (max_lat is None or c.latency_ms is None or c.latency_ms <= max_lat)
+                           and (min_acc is None or c.accuracy >= min_acc))
+            if not chosen:
+                chosen, met = tuple(range(len(all_c))), False
+            key = ("subset", task, chosen)
+            wrr = self._wrr.get(key)
+            if wrr is None:
+                wrr = self._wrr[key] = SmoothWRR([all_c[i] for i in chosen])
         c = wrr.pick()
         if c.node == self.node_id:
             return Resolution(Action.LOCAL, c.variant, c.node, slo_met=met)

@@ -29,7 +29,7 @@ import onnxruntime as ort
 
 from idn.node.batcher import Batcher
 from idn.node.settings import NodeSettings
-from idn.protocol.status import DataPlaneError, InvalidInput, ModelFailed, Overloaded, Status
+from idn.protocol.status import DataPlaneError, InvalidInput, ModelFailed, Overloaded, Status, echo
 from idn.protocol.tensors import ORT_TYPES, TensorMeta, to_wire_shape
 
 PLATFORM = "onnx_onnxv1"
@@ -93,18 +93,18 @@ class VariantRuntime:
     def check_input(self, name: str, datatype: str, shape: Sequence[int]) -> TensorMeta:
         meta = self.input_by_name.get(name)
         if meta is None:
-            raise InvalidInput(f"model '{self.name}' has no input '{name}'; its inputs are "
+            raise InvalidInput(f"model '{self.name}' has no input '{echo(name)}'; its inputs are "
                                f"{[m.name for m in self.inputs]}")
         if datatype != meta.datatype:
             raise InvalidInput(f"input '{name}' of model '{self.name}' expects datatype {meta.datatype}, "
-                               f"got {datatype}")
+                               f"got {echo(datatype)}")
         if len(shape) != len(meta.shape):
             raise InvalidInput(f"input '{name}' of model '{self.name}' expects shape {list(meta.shape)} "
-                               f"(rank {len(meta.shape)}), got {list(shape)}")
+                               f"(rank {len(meta.shape)}), got {echo(list(shape))}")
         for got, want in zip(shape, meta.shape):
             if want != -1 and got != want:
                 raise InvalidInput(f"input '{name}' of model '{self.name}' expects shape {list(meta.shape)}, "
-                                   f"got {list(shape)}")
+                                   f"got {echo(list(shape))}")
         return meta
 
     def check_complete(self, names: Sequence[str]) -> None:
@@ -112,13 +112,13 @@ class VariantRuntime:
             missing = [m.name for m in self.inputs if m.name not in names]
             dup = sorted({n for n in names if list(names).count(n) > 1})
             if dup:
-                raise InvalidInput(f"model '{self.name}': input(s) {dup} given more than once")
+                raise InvalidInput(f"model '{self.name}': input(s) {echo(dup)} given more than once")
             raise InvalidInput(f"model '{self.name}': missing input(s) {missing}")
 
     def check_outputs(self, names: Sequence[str]) -> None:
         for n in names:
             if n not in self.output_names:
-                raise InvalidInput(f"model '{self.name}' has no output '{n}'; "
+                raise InvalidInput(f"model '{self.name}' has no output '{echo(n)}'; "
                                    f"its outputs are {list(self.output_names)}")
 
     # -- execution ----------------------------------------------------------------------------

@@ -21,11 +21,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from idn.catalog import Catalog
+from idn.node.authority import Authority, ModelControl
 from idn.node.control import ControlServicer
 from idn.node.dataplane import DataPlane
 from idn.node.deployment import Deployment
 from idn.node.forwarder import Forwarder
 from idn.node.grpc_service import InferenceServicer, add_servicer
+from idn.node.memory import MemoryTrimmer
 from idn.node.metrics import NodeMetrics
 from idn.node.router import RoutingTable
 from idn.node.settings import NodeSettings
@@ -55,6 +57,12 @@ class NodeConfig:
     plan: Plan | None = None  # applied at start when no persisted plan exists
     state_dir: Path | None = None  # where the last applied plan is persisted
     control_token: str | None = None
+    # Triton's --model-control-mode: NONE refuses RepositoryModelLoad/Unload to everyone,
+    # EXPLICIT allows them to callers with the control token (and needs one).
+    model_control: ModelControl = ModelControl.NONE
+    # Memory the repository may fill when it loads on demand; default: the topology's mem_mb.
+    # A node without either never loads on demand.
+    mem_mb: float | None = None
     emulate: bool = False  # emulation on one machine: link delays and the node's compute slowdown
     tls: TLSFiles | None = None  # serve over TLS (mutual when it has a CA); forwards use the same files
     metrics_port: int | None = None  # Prometheus /metrics over HTTP (0 = a free port; None = off)
@@ -62,6 +70,11 @@ class NodeConfig:
     @property
     def node(self) -> Node | None:
         return self.topology.node(self.node_id) if self.topology is not None else None
+
+    @property
+    def memory_bytes(self) -> int | None:
+        mb = self.mem_mb if self.mem_mb is not None else (self.node.mem_mb if self.node is not None else None)
+        return int(mb * 2**20) if mb is not None else None
 
 
 def grpc_options(settings: NodeSettings) -> list[tuple[str, int]]:
@@ -78,6 +91,7 @@ def grpc_options(settings: NodeSettings) -> list[tuple[str, int]]:
 class NodeServer:
     def __init__(self, config: NodeConfig):
         self.config = config
+        self.authority = Authority(config.control_token, config.model_control)  # refuses explicit without a token
         s = config.settings
         self.executor = ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="idn-ort")
         self.store = VariantStore(s, self.executor, sources=config.models, catalog=config.catalog)
@@ -90,10 +104,12 @@ class NodeServer:
         self.dataplane = DataPlane(
             self.store, s, node_id=config.node_id,
             router=RoutingTable(config.node_id, config.topology, config.catalog), forwarder=forwarder,
-            slowdown=node.slowdown if (node is not None and config.emulate) else 1.0)
+            slowdown=node.slowdown if (node is not None and config.emulate) else 1.0,
+            memory_bytes=config.memory_bytes)
         self.deployment = Deployment(config.node_id, config.topology, config.catalog, self.dataplane,
                                      config.state_dir, pinned={*config.models, *config.variants})
         self.health = health.aio.HealthServicer() if hasattr(health, "aio") else health.HealthServicer()
+        self.trimmer = MemoryTrimmer()
         self.server: grpc.aio.Server | None = None
         self.port: int = 0
         self.metrics_port: int | None = None
@@ -107,10 +123,10 @@ class NodeServer:
     async def start(self) -> None:
         s = self.config.settings
         self.server = grpc.aio.server(options=grpc_options(s))
-        add_servicer(InferenceServicer(self.dataplane), self.server, s.max_message_bytes)
+        add_servicer(InferenceServicer(self.dataplane, self.authority), self.server, s.max_message_bytes,
+                     self.trimmer.saw)
         cpb_grpc.add_NodeControlServicer_to_server(
-            ControlServicer(self.deployment, self.config.node, self.config.listen, self.config.control_token),
-            self.server)
+            ControlServicer(self.deployment, self.config.node, self.config.listen, self.authority), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(
             (INFERENCE_SERVICE, CONTROL_SERVICE, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -131,6 +147,7 @@ class NodeServer:
             self.dataplane.metrics = m
         await self._set_health(False)
         await self.server.start()
+        self.trimmer.start()
         await self.store.load_all([*self.config.models, *self.config.variants])
         restored = await self.deployment.restore()
         if restored is None and self.config.plan is not None:
@@ -138,9 +155,10 @@ class NodeServer:
         await self._set_health(self.dataplane.ready())
         if self.dataplane.forwarder is not None:
             self.dataplane.forwarder.start()
-        log.info("idn node %s listening on %s serving %s (plan v%d)%s", self.dataplane.node_id, self.address,
-                 sorted(self.store.loaded) or "no variants", self.deployment.version,
-                 f", metrics on :{self.metrics_port}/metrics" if self.metrics_port else "")
+        log.info("idn node %s listening on %s serving %s (plan v%d)%s; repository control %s", self.dataplane.node_id,
+                 self.address, sorted(self.store.loaded) or "no variants", self.deployment.version,
+                 f", metrics on :{self.metrics_port}/metrics" if self.metrics_port else "",
+                 "explicit (control token)" if self.config.model_control is ModelControl.EXPLICIT else "off")
 
     async def _set_health(self, serving: bool) -> None:
         st = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
@@ -156,6 +174,7 @@ class NodeServer:
         self.dataplane.accepting = False
         await self._set_health(False)
         await self.server.stop(self.config.settings.grace_s if grace is None else grace)
+        await self.trimmer.stop()
         if self.dataplane.forwarder is not None:
             await self.dataplane.forwarder.close()
         if self.dataplane.metrics is not None:

@@ -13,7 +13,9 @@ Request (client -> ingress):
 Request (node -> node, internal; a client has no reason to set them):
 
 * ``idn.target`` (string ``<node>/<variant>``): the target the ingress chose;
-  intermediate nodes only forward towards it.
+  intermediate nodes only forward towards it. Anyone may send it, so it only selects:
+  a node that has not loaded the variant sends the request on to the repository, the
+  only node that loads outside its plan (within its memory).
 * ``idn.via`` (string): the node that forwarded this request, so the receiver counts
   it as transit, not as demand entering there.
 * ``idn.avoid`` (string, comma-separated node ids): nodes a node routing around a

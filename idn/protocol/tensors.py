@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from idn.protocol.status import InvalidInput
+from idn.protocol.status import InvalidInput, echo
 
 # v2 datatype -> numpy dtype (little-endian, as the wire format requires).
 DTYPES: dict[str, np.dtype] = {
@@ -77,11 +77,12 @@ def element_count(name: str, shape: Any, max_elements: int) -> int:
     n = 1
     for d in shape:
         if d < 0:
-            raise InvalidInput(f"input '{name}': shape {list(shape)} has a negative dimension")
+            raise InvalidInput(f"input '{echo(name)}': shape {echo(list(shape))} has a negative dimension")
         n *= d
         if n > max_elements:
             raise InvalidInput(
-                f"input '{name}': shape {list(shape)} has more than {max_elements} elements (the node's limit)")
+                f"input '{echo(name)}': shape {echo(list(shape))} has more than {max_elements} elements "
+                "(the node's limit)")
     return n
 
 
@@ -94,7 +95,7 @@ def decode_raw(name: str, datatype: str, shape: tuple[int, ...], raw: bytes, max
     expected = count * dtype.itemsize
     if len(raw) != expected:
         raise InvalidInput(
-            f"input '{name}': raw content has {len(raw)} bytes but shape {list(shape)} x {datatype} "
+            f"input '{echo(name)}': raw content has {len(raw)} bytes but shape {echo(list(shape))} x {datatype} "
             f"needs {expected}")
     return np.frombuffer(raw, dtype=dtype).reshape(shape)
 
@@ -105,17 +106,17 @@ def _decode_bytes_raw(name: str, shape: tuple[int, ...], raw: bytes, count: int)
     view = memoryview(raw)
     while pos < end:
         if pos + 4 > end:
-            raise InvalidInput(f"input '{name}': BYTES raw content is truncated inside an element length")
+            raise InvalidInput(f"input '{echo(name)}': BYTES raw content is truncated inside an element length")
         (n,) = _LEN.unpack_from(raw, pos)
         pos += 4
         if pos + n > end:
-            raise InvalidInput(f"input '{name}': BYTES element {len(items)} claims {n} bytes, "
+            raise InvalidInput(f"input '{echo(name)}': BYTES element {len(items)} claims {n} bytes, "
                                f"only {end - pos} remain")
         items.append(_utf8(name, len(items), view[pos:pos + n]))
         pos += n
     if len(items) != count:
-        raise InvalidInput(f"input '{name}': BYTES raw content holds {len(items)} elements, "
-                           f"shape {list(shape)} needs {count}")
+        raise InvalidInput(f"input '{echo(name)}': BYTES raw content holds {len(items)} elements, "
+                           f"shape {echo(list(shape))} needs {count}")
     out = np.empty(count, dtype=object)
     out[:] = items
     return out.reshape(shape)
@@ -125,7 +126,7 @@ def _utf8(name: str, index: int, data: bytes | memoryview) -> str:
     try:
         return bytes(data).decode("utf-8")
     except UnicodeDecodeError as e:
-        raise InvalidInput(f"input '{name}': BYTES element {index} is not valid UTF-8 ({e.reason} at byte "
+        raise InvalidInput(f"input '{echo(name)}': BYTES element {index} is not valid UTF-8 ({e.reason} at byte "
                            f"{e.start}); ONNX Runtime string tensors hold UTF-8 text") from None
 
 
@@ -134,13 +135,15 @@ def decode_contents(name: str, datatype: str, shape: tuple[int, ...], contents: 
     count = element_count(name, shape, max_elements)
     fld = CONTENTS_FIELD.get(datatype)
     if fld is None:
-        raise InvalidInput(f"input '{name}': {datatype} has no typed contents field; send it in raw_input_contents")
+        raise InvalidInput(f"input '{echo(name)}': {datatype} has no typed contents field; "
+                           "send it in raw_input_contents")
     values = getattr(contents, fld)
     if len(values) != count:
-        raise InvalidInput(f"input '{name}': {fld} holds {len(values)} values, shape {list(shape)} needs {count}")
+        raise InvalidInput(f"input '{echo(name)}': {fld} holds {len(values)} values, "
+                           f"shape {echo(list(shape))} needs {count}")
     for other in CONTENTS_FIELD.values():
         if other != fld and len(getattr(contents, other)):
-            raise InvalidInput(f"input '{name}': datatype {datatype} goes in {fld}, but {other} is set")
+            raise InvalidInput(f"input '{echo(name)}': datatype {datatype} goes in {fld}, but {other} is set")
     if datatype == "BYTES":
         out = np.empty(count, dtype=object)
         out[:] = [_utf8(name, i, b) for i, b in enumerate(values)]
@@ -150,7 +153,7 @@ def decode_contents(name: str, datatype: str, shape: tuple[int, ...], contents: 
         wide = np.array(values, dtype=np.int64)
         info = np.iinfo(dtype)
         if wide.size and (wide.min() < info.min or wide.max() > info.max):
-            raise InvalidInput(f"input '{name}': {datatype} values must lie in [{info.min}, {info.max}]")
+            raise InvalidInput(f"input '{echo(name)}': {datatype} values must lie in [{info.min}, {info.max}]")
         return wide.astype(dtype).reshape(shape)
     return np.array(values, dtype=dtype).reshape(shape)
 

@@ -51,13 +51,58 @@ def bytes_round_trip(c: tc.InferenceServerClient) -> None:
     assert out.tolist() == x.tolist(), out
 
 
+TOKEN = "test-token"  # tests/conftest.py's: the node runs in explicit repository control
+
+
 def load_unload(c: tc.InferenceServerClient) -> None:
-    c.unload_model("fixed")
+    c.unload_model("fixed", headers={"authorization": f"Bearer {TOKEN}"})
     assert not c.is_model_ready("fixed")
     index = {m["name"]: m.get("state") for m in c.get_model_repository_index(as_json=True)["models"]}
     assert index["fixed"] == "UNAVAILABLE", index
-    c.load_model("fixed")
+    c.load_model("fixed", headers={"authorization": f"Bearer {TOKEN}"})
     assert c.is_model_ready("fixed")
+
+
+def _refused(call, code: str, words: str) -> None:
+    try:
+        call()
+    except InferenceServerException as e:
+        assert code in str(e.status()) and words in e.message(), (e.status(), e.message())
+    else:
+        raise AssertionError("the call was accepted")
+
+
+def repository_needs_token(c: tc.InferenceServerClient) -> None:
+    """The probe of issue #14 with the stock client: no token, a wrong one, a swap by upload."""
+    _refused(lambda: c.unload_model("linear"), "UNAUTHENTICATED", "control token")
+    _refused(lambda: c.unload_model("linear", headers={"authorization": "Bearer wrong"}), "UNAUTHENTICATED",
+             "control token")
+    _refused(lambda: c.load_model("linear", files={"file:1/model.onnx": b"not a model"}), "UNAUTHENTICATED",
+             "control token")
+    assert c.is_server_ready() and c.is_model_ready("linear")
+
+
+def repository_off(c: tc.InferenceServerClient) -> None:
+    """A node in the default --model-control-mode none: nobody loads or unloads, token or not."""
+    _refused(lambda: c.unload_model("linear"), "PERMISSION_DENIED", "--model-control-mode")
+    _refused(lambda: c.load_model("linear", headers={"authorization": f"Bearer {TOKEN}"}), "PERMISSION_DENIED",
+             "repository control is off")
+    assert c.is_server_ready() and c.is_model_ready("linear")
+
+
+def hostile_names(c: tc.InferenceServerClient) -> None:
+    """Huge client strings come back as small, accurate errors (not RESOURCE_EXHAUSTED headers)."""
+    x = tc.InferInput("input", [1, 4], "FP32")
+    x.set_data_from_numpy(np.ones((1, 4), np.float32))
+    _refused(lambda: c.infer("m" * 3_000_000, [x]), "INVALID_ARGUMENT", "model_name has 3000000 characters")
+    _refused(lambda: c.infer("nope-" + "n" * 200, [x]), "NOT_FOUND", "nope-")
+    _refused(lambda: c.infer("linear", [x], parameters={"idn.max_latency_ms": "9" * 500_000}), "INVALID_ARGUMENT",
+             "idn.max_latency_ms")
+    _refused(lambda: c.infer("linear", [x], parameters={"idn.min_accuracy": 2.0}), "INVALID_ARGUMENT",
+             "idn.min_accuracy")
+    big = tc.InferInput("i" * 1_000_000, [1, 4], "FP32")
+    big.set_data_from_numpy(np.ones((1, 4), np.float32))
+    _refused(lambda: c.infer("linear", [big]), "INVALID_ARGUMENT", "has no input")
 
 
 def error_status(c: tc.InferenceServerClient) -> None:
@@ -71,7 +116,8 @@ def error_status(c: tc.InferenceServerClient) -> None:
         raise AssertionError("a wrong shape was accepted")
 
 
-CHECKS = {f.__name__: f for f in (health_and_metadata, fp32, int64, bytes_round_trip, load_unload, error_status)}
+CHECKS = {f.__name__: f for f in (health_and_metadata, fp32, int64, bytes_round_trip, load_unload, error_status,
+                                   repository_needs_token, repository_off, hostile_names)}
 
 if __name__ == "__main__":
     address, *names = sys.argv[1:]
