@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PROTOS := $(wildcard proto/*.proto)
 STUBS  := idn/protos/.stamp
 
-.PHONY: run test lint proto models bench clean image
+.PHONY: run test lint proto models bench clean image test-cluster
 
 $(VENV)/.stamp: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "IDN needs Python >= 3.11 (set PYTHON=...)"'
@@ -40,6 +40,11 @@ lint: $(STUBS)
 IMAGE ?= idn:latest
 image: $(VENV)/.stamp
 	PIP=$(VENV)/bin/pip deploy/build-image.sh $(IMAGE)
+
+# The network on a real orchestrator: a three-engine Docker Swarm on this machine
+# (installs and starts Docker if needed, and stops what it started). Root; ~10 min cold.
+test-cluster: $(STUBS)
+	$(PY) tests/cluster/swarm_e2e.py --image idn:ci
 
 run: $(STUBS)
 	$(VENV)/bin/idn demo

@@ -76,7 +76,10 @@ def demo(
     except grpc.RpcError as e:
         err.print(f"[red]error:[/red] a node answered {e.code().name}: {e.details()}", highlight=False)
         raise typer.Exit(1) from None
-    res.pareto_png = str(draw_pareto(res, png_out))
+    try:
+        res.pareto_png = str(draw_pareto(res, png_out))
+    except ImportError:  # matplotlib is the `plot` extra (make run installs it)
+        err.print("no Pareto PNG: matplotlib is not installed (pip install 'idn[plot]')", highlight=False)
     out.print(render_comparison(res))
     out.print("acc: rate-weighted accuracy of every class (live: right answers on the measured tasks, the "
               "catalog accuracy of the variant that answered on cited/estimated ones); acc*: measured tasks only",
