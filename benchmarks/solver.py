@@ -4,6 +4,8 @@ Usage (2 shared cores: run it niced)::
 
     nice -n 10 .venv/bin/python benchmarks/solver.py --out benchmarks/solver-results.json
     nice -n 10 .venv/bin/python benchmarks/solver.py --sizes xl --time-limit 600 --gap 0.02 --repeat 1
+    nice -n 10 .venv/bin/python benchmarks/solver.py --families default --instances 50 \
+        --out benchmarks/solver-families.json
 
 Timing: one untimed warm-up solve first (imports and first calls), then each size's
 problem build + ILP is run ``--repeat`` times (default 3) and the fastest end-to-end run
@@ -31,8 +33,24 @@ hardware class derived from GFLOPs: ``p50 = overhead + GFLOPs / (effective GFLOP
 ``p95 = 1.3 x p50`` with edge-arm 25 GFLOP/s + 2 ms, regional-x86 150 GFLOP/s + 1 ms,
 cloud-gpu 4000 GFLOP/s + 1.5 ms.
 
-What is reported
-----------------
+Families (``--families``)
+-------------------------
+Many 100-node instances per family (``--instances``, seeds 0..n-1), drawn from realistic
+parameters by ``idn/placement/synthetic.py`` (``FAMILIES``; parameters, sources and why
+they are realistic in ``benchmarks/README-solver.md``): the zoo's imagenet task plus the
+table below, edges 5-20x slower than the cloud, 150 KB images over 10-100 Mb/s edge
+uplinks, edge memory for 1-3 variants, SLO mixes, and (budget families) a budget of
+30-70% of the unconstrained optimum's deployment cost. Per instance the ILP runs to a
+proven 0.1% gap (``--family-gap``; timed end to end from the topology, catalog and
+demand: wall and CPU seconds) and every heuristic runs, ``greedy-alone`` and
+``smallest-alone`` also without the LP-guided completion; every plan is scored by the
+evaluator (a plan with any violation counts as infeasible) and divided by the ILP's best
+bound. Per family: ILP status, gap and time; each method's cost / bound (median, p90,
+worst over the instances it solved) and its infeasible count; the ILP's saving over the
+best heuristic of each instance. Rows and summaries go to ``--out`` (JSON).
+
+What is reported (sizes)
+------------------------
 For each instance: triples kept after pruning, aggregates (classes after merging
 equivalent ones), variables and rows of the PuLP model after the exact reductions,
 problem-build time (pure arrays), model build time (aggregation, reductions, PuLP model,
@@ -47,52 +65,36 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from idn.catalog import Catalog, parse_catalog  # noqa: E402
+from idn.catalog import Catalog, Task, parse_catalog  # noqa: E402
 from idn.demand import Demand, parse_demand  # noqa: E402
 from idn.placement.backends import SolverOptions
 from idn.placement.baselines import greedy, lp_round, repository_only, smallest  # noqa: E402
 from idn.placement.ilp import solve_ilp  # noqa: E402
 from idn.placement.problem import PlacementOptions, build_problem  # noqa: E402
 from idn.placement.solve import score  # noqa: E402
-from idn.placement.synthetic import catalog_doc  # noqa: E402
+from idn.placement.synthetic import (  # noqa: E402
+    DEFAULT_FAMILIES,
+    FAMILIES,
+    IMAGENET_TABLE,
+    FamilyInstance,
+    calibrate,
+    catalog_doc,
+    family_instance,
+    zoo_imagenet,
+)
 from idn.topology import Topology, parse_topology  # noqa: E402
 
-# name, top-1 (%), parameters (M), GFLOPs  -- torchvision docs, "Classification" table
-IMAGENET = [
-    ("mobilenet_v3_small", 67.668, 2.54, 0.06), ("shufflenet_v2_x0_5", 60.552, 1.37, 0.04),
-    ("squeezenet1_1", 58.178, 1.24, 0.35), ("mnasnet0_5", 67.734, 2.22, 0.10),
-    ("shufflenet_v2_x1_0", 69.362, 2.28, 0.14), ("mnasnet0_75", 71.180, 3.17, 0.21),
-    ("mobilenet_v3_large", 74.042, 5.48, 0.22), ("mobilenet_v2", 71.878, 3.50, 0.30),
-    ("mnasnet1_0", 73.456, 4.38, 0.31), ("efficientnet_b0", 77.692, 5.29, 0.39),
-    ("regnet_y_400mf", 74.046, 4.34, 0.40), ("shufflenet_v2_x1_5", 72.996, 3.50, 0.30),
-    ("mnasnet1_3", 76.506, 6.28, 0.53), ("shufflenet_v2_x2_0", 76.230, 7.39, 0.58),
-    ("efficientnet_b1", 78.642, 7.79, 0.69), ("alexnet", 56.522, 61.10, 0.71),
-    ("squeezenet1_0", 58.092, 1.25, 0.82), ("regnet_y_800mf", 76.420, 6.43, 0.83),
-    ("efficientnet_b2", 80.608, 9.11, 1.09), ("googlenet", 69.778, 6.62, 1.50),
-    ("regnet_y_1_6gf", 77.950, 11.20, 1.61), ("resnet18", 69.758, 11.69, 1.81),
-    ("efficientnet_b3", 82.008, 12.23, 1.83), ("densenet121", 74.434, 7.98, 2.83),
-    ("regnet_y_3_2gf", 78.948, 19.44, 3.18), ("densenet169", 75.600, 14.15, 3.36),
-    ("resnet34", 73.314, 21.80, 3.66), ("resnet50", 76.130, 25.56, 4.09),
-    ("resnext50_32x4d", 77.618, 25.03, 4.23), ("densenet201", 76.896, 20.01, 4.29),
-    ("efficientnet_b4", 83.384, 19.34, 4.39), ("vit_b_32", 75.912, 88.22, 4.41),
-    ("convnext_tiny", 82.520, 28.59, 4.46), ("swin_t", 81.474, 28.29, 4.49),
-    ("maxvit_t", 83.700, 30.92, 5.56), ("inception_v3", 77.294, 27.16, 5.71),
-    ("densenet161", 77.138, 28.68, 7.73), ("resnet101", 77.374, 44.55, 7.80),
-    ("regnet_y_8gf", 80.032, 39.38, 8.47), ("convnext_small", 83.616, 50.22, 8.68),
-    ("swin_s", 83.196, 49.61, 8.74), ("efficientnet_b5", 83.444, 30.39, 10.27),
-    ("wide_resnet50_2", 78.468, 68.88, 11.40), ("resnet152", 78.312, 60.19, 11.51),
-    ("vgg13", 69.928, 133.05, 11.31), ("vgg16", 71.592, 138.36, 15.47),
-    ("resnext101_32x8d", 79.312, 88.79, 16.41), ("vit_b_16", 81.072, 86.57, 17.56),
-    ("efficientnet_b6", 84.008, 43.04, 19.07), ("vgg19", 72.376, 143.67, 19.63),
-]
+IMAGENET = IMAGENET_TABLE  # name, top-1 (%), parameters (M), GFLOPs (torchvision docs)
 HARDWARE = {"edge-arm": (25.0, 2.0), "regional-x86": (150.0, 1.0), "cloud-gpu": (4000.0, 1.5)}
 TIER_HW = {"edge": "edge-arm", "regional": "regional-x86", "cloud": "cloud-gpu"}
 TIER_NODE = {  # mem_mb, cores, price
@@ -298,6 +300,211 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------------------
+# Families (issue #8 item 4): many 100-node instances per family, drawn from realistic
+# parameters (idn/placement/synthetic.py: FAMILIES; README-solver.md says why each is realistic)
+# ----------------------------------------------------------------------------------------
+
+# name, run(problem, solver options); "-alone": the rule without the LP-guided completion
+FAMILY_METHODS: tuple[tuple[str, Any], ...] = (
+    ("smallest", lambda p, o: smallest(p, o)),
+    ("smallest-alone", lambda p, o: smallest(p, o, lp_completion=False)),
+    ("greedy", lambda p, o: greedy(p, o)),
+    ("greedy-alone", lambda p, o: greedy(p, o, lp_completion=False)),
+    ("lp-round", lambda p, o: lp_round(p, o)),
+)
+# the methods whose best plan the ILP is compared with ("-alone" plans are never better:
+# the completion only runs where the rule alone finds none)
+COMPARED = ("repository", "smallest", "greedy", "lp-round")
+
+
+def unconstrained_deployment(inst: FamilyInstance, time_limit: float) -> float:
+    """Deployment cost (price x MiB) of the ILP's plan without a budget: what a family's budget is a fraction of."""
+    prob = build_problem(inst.topology, inst.catalog, inst.demand, replace(inst.options, budget=None))
+    sol = solve_ilp(prob, SolverOptions("highs", time_limit=time_limit))
+    if not sol.feasible:
+        raise RuntimeError(f"{inst.family.name} #{inst.seed}: no unconstrained plan ({sol.facts.status})")
+    _, ev = score(prob, sol, inst.topology, inst.catalog, inst.demand)
+    return ev.deployment_cost
+
+
+def _plan_facts(prob: Any, sol: Any, inst: FamilyInstance) -> dict[str, Any]:
+    """A method's plan, scored by the one evaluator: objective, violations, deployment (and the share of
+    the budget it uses), edge memory used and edges used; ``lp_bound`` where the method has one."""
+    extra = {} if sol.facts.bound is None or sol.method in ("highs", "cbc") else {"lp_bound": sol.facts.bound}
+    if not sol.feasible:
+        return {"status": sol.facts.status, "objective": None,
+                "why": str(sol.facts.options.get("solver_message", ""))[:240], **extra}
+    _, ev = score(prob, sol, inst.topology, inst.catalog, inst.demand)
+    edges = [n for nid, n in ev.nodes.items() if inst.topology.nodes[nid].tier == "edge"]
+    out = {"status": sol.facts.status, "objective": ev.objective, "violations": len(ev.violations),
+           "deployment": round(ev.deployment_cost, 3),
+           "edge_mem_used": round(sum(n.mem_mb for n in edges) / max(sum(n.mem_cap_mb for n in edges), 1e-9), 4),
+           "edges_used": sum(1 for n in edges if n.variants), **extra}
+    if inst.options.budget:
+        out["budget_used"] = round(ev.deployment_cost / inst.options.budget, 4)
+    if ev.violations:
+        out["first_violation"] = ev.violations[0][:240]
+    return out
+
+
+def run_family_instance(name: str, seed: int, time_limit: float, gap: float, zoo: Task | None) -> dict[str, Any]:
+    """One instance: generate, solve the ILP (timed: problem build + model + solve + read-back), run every
+    heuristic, score every plan with the evaluator."""
+    fam = FAMILIES[name]
+    inst = family_instance(fam, seed, zoo, budget_of=lambda i: unconstrained_deployment(i, time_limit))
+    dem, topo, cat = inst.demand, inst.topology, inst.catalog
+    t0, c0 = time.perf_counter(), time.process_time()
+    prob = build_problem(topo, cat, dem, inst.options)
+    sol = solve_ilp(prob, SolverOptions("highs", time_limit=time_limit, gap=gap))
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    o = sol.facts.options
+    row: dict[str, Any] = {
+        "family": name, "seed": seed, "nodes": len(topo.nodes), "classes": len(dem.classes),
+        "rate": round(dem.total_rate, 3), "triples": prob.n_triples, "aggregates": o.get("aggregates"),
+        "model_vars": o.get("variables"), "model_rows": o.get("rows"), "budget": inst.options.budget,
+        "load_avg": round(os.getloadavg()[0], 2),
+        **inst.facts, "calibration": inst.calibration.source,
+        "ilp": {"status": sol.facts.status, "gap": sol.facts.gap, "bound": sol.facts.bound,
+                "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), **_plan_facts(prob, sol, inst)}}
+    bound = sol.facts.bound
+    t = time.perf_counter()
+    ref = repository_only(prob, topo, cat)
+    row["repository"] = {"wall_s": round(time.perf_counter() - t, 3), **_plan_facts(prob, ref, inst)}
+    if row["repository"].get("violations"):  # everything at the repository breaks a cap or an SLO: no plan
+        row["repository"]["status"] = "infeasible"
+    for mname, method in FAMILY_METHODS:
+        t = time.perf_counter()
+        hs = method(prob, SolverOptions("highs", time_limit=time_limit))
+        row[mname] = {"wall_s": round(time.perf_counter() - t, 3), **_plan_facts(prob, hs, inst)}
+    for mname in ("repository",) + tuple(m for m, _ in FAMILY_METHODS):
+        r = row[mname]
+        ok = r.get("objective") is not None and not r.get("violations")
+        r["ratio"] = round(r["objective"] / bound, 6) if ok and bound else None
+    feasible = {m: row[m]["objective"] for m in COMPARED if row[m].get("ratio") is not None}
+    ilp_obj = row["ilp"].get("objective")
+    if feasible and ilp_obj is not None:
+        best = min(feasible, key=lambda m: feasible[m])
+        row["best_heuristic"] = best
+        row["ilp_saving"] = round(1 - ilp_obj / feasible[best], 6)
+        row["ilp_saving_ms"] = round((feasible[best] - ilp_obj) / dem.total_rate, 4)  # per request
+        row["best_heuristic_ratio"] = row[best]["ratio"]  # the most any method could save: best / bound
+    return row
+
+
+def _pct(xs: list[float], q: float) -> float:
+    """Nearest-rank quantile (q=0.5 median, 0.9 p90, 1 worst)."""
+    xs = sorted(xs)
+    return xs[max(0, math.ceil(q * len(xs)) - 1)]
+
+
+def family_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per family: ILP status/gap/time, each method's cost / bound over the instances it solved."""
+    ilp = [r["ilp"] for r in rows]
+    out: dict[str, Any] = {
+        "family": rows[0]["family"], "instances": len(rows), "nodes": sorted({r["nodes"] for r in rows}),
+        "classes_median": _pct([r["classes"] for r in rows], 0.5),
+        "ilp_status": {s: sum(1 for i in ilp if i["status"] == s) for s in sorted({i["status"] for i in ilp})},
+        "ilp_gap_max": max((i["gap"] for i in ilp if i["gap"] is not None), default=None),
+        "ilp_within_0.1pct": sum(1 for i in ilp if i["gap"] is not None and i["gap"] <= 1e-3),
+        "ilp_wall_s_median": _pct([i["wall_s"] for i in ilp], 0.5), "ilp_wall_s_max": max(i["wall_s"] for i in ilp),
+        "ilp_cpu_s_median": _pct([i["cpu_s"] for i in ilp], 0.5), "ilp_cpu_s_max": max(i["cpu_s"] for i in ilp),
+        "ilp_violations": sum(i.get("violations") or 0 for i in ilp),
+        "raised_unservable": sum(r.get("raised_unservable", 0) for r in rows),
+        "raised_capacity": sum(r.get("raised_capacity", 0) for r in rows),
+        "ilp_edge_mem_used_median": _pct([i.get("edge_mem_used", 0.0) for i in ilp], 0.5),
+    }
+    for m in ("repository",) + tuple(m for m, _ in FAMILY_METHODS):
+        ratios = [r[m]["ratio"] for r in rows if r[m].get("ratio") is not None]
+        out[m] = {"solved": len(ratios), "infeasible": len(rows) - len(ratios),
+                  "median": _pct(ratios, 0.5) if ratios else None, "p90": _pct(ratios, 0.9) if ratios else None,
+                  "worst": max(ratios) if ratios else None,
+                  "wall_s_median": _pct([r[m]["wall_s"] for r in rows], 0.5)}
+    sav = [r["ilp_saving"] for r in rows if "ilp_saving" in r]
+    ms = [r["ilp_saving_ms"] for r in rows if "ilp_saving_ms" in r]
+    best = [r["best_heuristic_ratio"] for r in rows if "best_heuristic_ratio" in r]
+    out["ilp_saving"] = {"median": _pct(sav, 0.5), "p90": _pct(sav, 0.9), "max": max(sav), "min": min(sav),
+                         "ms_per_request_median": _pct(ms, 0.5), "best_over_bound_median": _pct(best, 0.5),
+                         "best_over_bound_max": max(best)} if sav else None
+    lp = [1 - r["lp-round"]["lp_bound"] / r["ilp"]["bound"] for r in rows
+          if r["lp-round"].get("lp_bound") and r["ilp"].get("bound")]
+    out["lp_relaxation_gap"] = {"median": _pct(lp, 0.5), "max": max(lp)} if lp else None
+    for m in ("greedy", "lp-round"):
+        used = [r[m]["budget_used"] for r in rows if "budget_used" in r[m]]
+        if used:
+            out[m]["budget_used_median"] = _pct(used, 0.5)
+    used = [r["ilp"]["budget_used"] for r in rows if "budget_used" in r["ilp"]]
+    if used:
+        out["ilp_budget_used_median"] = _pct(used, 0.5)
+    out["load_avg_median"] = _pct([r["load_avg"] for r in rows], 0.5)
+    out["best_heuristic"] = {m: sum(1 for r in rows if r.get("best_heuristic") == m) for m in COMPARED}
+    if any(r.get("budget_fraction") for r in rows):
+        out["budget_fraction"] = [min(r["budget_fraction"] for r in rows), max(r["budget_fraction"] for r in rows)]
+    return out
+
+
+def _r(x: float | None, nd: int = 4) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
+def family_tables(summaries: list[dict[str, Any]]) -> str:
+    """Two Markdown tables: the ILP per family; every method's cost / bound per family."""
+    lines = ["| family | instances | nodes | classes (median) | ILP status | within 0.1% | worst gap "
+             "| ILP wall s median / max | ILP CPU s median / max | ILP saving over best heuristic: median / p90 / max "
+             "| ms per request (median) | best heuristic / bound: median / max |",
+             "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in summaries:
+        st = ", ".join(f"{k} {v}" for k, v in s["ilp_status"].items())
+        sv = s["ilp_saving"] or {}
+        lines.append(f"| {s['family']} | {s['instances']} | {','.join(map(str, s['nodes']))} | {s['classes_median']} "
+                     f"| {st} | {s['ilp_within_0.1pct']}/{s['instances']} | {_r(s['ilp_gap_max'], 5)} "
+                     f"| {s['ilp_wall_s_median']:.2f} / {s['ilp_wall_s_max']:.2f} "
+                     f"| {s['ilp_cpu_s_median']:.2f} / {s['ilp_cpu_s_max']:.2f} "
+                     f"| {_pct_s(sv.get('median'))} / {_pct_s(sv.get('p90'))} / {_pct_s(sv.get('max'))} "
+                     f"| {_r(sv.get('ms_per_request_median'), 2)} "
+                     f"| {_r(sv.get('best_over_bound_median'))} / {_r(sv.get('best_over_bound_max'))} |")
+    lines += ["", "| family | method | cost / bound: median | p90 | worst | infeasible | s (median) |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    for s in summaries:
+        for m in ("repository",) + tuple(m for m, _ in FAMILY_METHODS):
+            d = s[m]
+            lines.append(f"| {s['family']} | {m} | {_r(d['median'])} | {_r(d['p90'])} | {_r(d['worst'])} "
+                         f"| {d['infeasible']}/{s['instances']} | {d['wall_s_median']:.2f} |")
+    return "\n".join(lines)
+
+
+def _pct_s(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def families_json(summaries: list[dict[str, Any]], rows: list[dict[str, Any]]) -> str:
+    """Summaries indented, then one instance per line (compact: 200 instances are a few hundred KB)."""
+    head = json.dumps({"summaries": summaries}, indent=1)[:-2]
+    body = ",\n".join(json.dumps(r, separators=(",", ":")) for r in rows)
+    return f'{head},\n "instances": [\n{body}\n ]\n}}\n'
+
+
+def run_families(names: list[str], instances: int, time_limit: float, gap: float,
+                 out: Path | None, first_seed: int = 0) -> list[dict[str, Any]]:
+    zoo = zoo_imagenet()
+    print(f"catalog: {'zoo imagenet task + ' if zoo else ''}cited ImageNet table "
+          f"({calibrate(zoo).source} latency calibration)", file=sys.stderr, flush=True)
+    rows: list[dict[str, Any]] = []
+    summaries = []
+    for name in names:
+        fam_rows = []
+        for seed in range(first_seed, first_seed + instances):
+            row = run_family_instance(name, seed, time_limit, gap, zoo)
+            fam_rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+        rows += fam_rows
+        summaries.append(family_summary(fam_rows))
+        if out:
+            out.write_text(families_json(summaries, rows))
+    print(family_tables(summaries))
+    return summaries
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="s,geant2012,m,l", help=f"comma list of {', '.join(SIZES)}")
@@ -309,7 +516,21 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="write the rows as JSON")
     ap.add_argument("--repeat", type=int, default=3,
                     help="ILP runs per size; the fastest end-to-end run is reported (timings on a shared machine)")
+    ap.add_argument("--families", default=None,
+                    help=f"run instance families instead of sizes: comma list of {', '.join(FAMILIES)} "
+                         f"(or 'default': {','.join(DEFAULT_FAMILIES)})")
+    ap.add_argument("--instances", type=int, default=50, help="instances per family (seeds 0..n-1)")
+    ap.add_argument("--family-gap", type=float, default=1e-3,
+                    help="relative MIP gap the ILP stops at on family instances (default 0.1%%)")
     a = ap.parse_args()
+    if a.families:
+        names = list(DEFAULT_FAMILIES) if a.families == "default" else [f.strip() for f in a.families.split(",")]
+        unknown = [n for n in names if n not in FAMILIES]
+        if unknown:
+            ap.error(f"unknown family {', '.join(unknown)}; use {', '.join(FAMILIES)}")
+        run("s", a.time_limit, None, False, a.seed, a.alpha)  # warm-up, untimed
+        run_families(names, a.instances, min(a.time_limit, 60.0), a.family_gap, a.out, a.seed)
+        return
     # Warm-up, untimed: imports and first calls (numpy, PuLP, highspy) would otherwise be
     # charged to whichever size runs first.
     run("s", a.time_limit, None, False, a.seed, a.alpha)
