@@ -29,6 +29,21 @@ File format (paths are relative to the catalog file)::
               cpu-2c:
                 single_thread:   {1: {p50_ms: 0.02, p95_ms: 0.03}, 8: {...}, 32: {...}}
                 default_threads: {1: {...}, 8: {...}, 32: {...}}
+            load_ms: {cpu-2c: 1.2}          # file read + ORT session creation, p50 (optional)
+
+Where an accuracy comes from (``accuracy.source``; default ``measured``):
+
+* ``measured``: top-1 on the task's held-out samples, re-measured by ``idn models verify``;
+* ``cited``: a published figure (e.g. ImageNet top-1 from the model's authors);
+  ``accuracy.reference`` says where it is published;
+* ``estimated``: derived, not measured on the task's data (e.g. an int8 variant: its
+  parent's cited top-1 x their measured agreement); ``accuracy.reference`` says how.
+
+A task may list answers its variants must give on given samples (``expected``: sample
+index -> class indices that count as right); ``idn models verify`` checks them::
+
+    expected:
+      - {sample: 0, name: chelsea, classes: [281, 282, 285]}
 """
 
 from __future__ import annotations
@@ -42,6 +57,7 @@ from idn.config import ConfigError, Fields, read_document, sha256_file
 DATATYPES = {"BOOL", "INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64",
              "FP16", "FP32", "FP64", "BYTES"}
 THREADING_MODES = ("single_thread", "default_threads")
+ACCURACY_SOURCES = ("measured", "cited", "estimated")
 
 
 @dataclass(frozen=True)
@@ -72,6 +88,15 @@ class Variant:
     quantization: str | None = None
     # hardware class -> threading mode -> batch size -> latency
     latency: dict[str, dict[str, dict[int, LatencyPoint]]] = field(default_factory=dict)
+    accuracy_source: str = "measured"  # one of ACCURACY_SOURCES
+    accuracy_reference: str = ""       # cited: where it is published; estimated: how it was derived
+    # hardware class -> milliseconds to read the file and create its ONNX Runtime session (p50)
+    load_times: dict[str, float] = field(default_factory=dict)
+
+    def load_ms(self, hardware_class: str) -> float | None:
+        """Time to load the variant on a hardware class (file read + session creation), or None
+        when that class was never profiled."""
+        return self.load_times.get(hardware_class)
 
     def latency_ms(self, hardware_class: str, batch: int = 1, threading: str = "single_thread",
                    quantile: str = "p50") -> float | None:
@@ -83,6 +108,15 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class ExpectedAnswer:
+    """A right answer the task's variants must give: sample ``sample`` is one of ``classes``."""
+
+    sample: int                  # row of the task's samples file
+    classes: tuple[int, ...]     # class indices that count as right
+    name: str = ""               # what the sample is, for humans (e.g. "chelsea")
+
+
+@dataclass(frozen=True)
 class Task:
     name: str
     description: str
@@ -91,6 +125,7 @@ class Task:
     labels: tuple[str, ...]
     samples: Path | None
     variants: dict[str, Variant]
+    expected: tuple[ExpectedAnswer, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +181,48 @@ def _latency(f: Fields) -> dict[str, dict[str, dict[int, LatencyPoint]]]:
     return out
 
 
+def _accuracy_source(acc: Fields) -> tuple[str, str]:
+    """``accuracy.source`` (default measured) and ``accuracy.reference`` (required unless measured)."""
+    source = acc.opt("source", str, "measured")
+    if source not in ACCURACY_SOURCES:
+        raise acc.error("source", f"unknown accuracy source {source!r}",
+                        "use measured (top-1 on the task's samples), cited (a published figure) "
+                        "or estimated (derived; say how in `reference`)")
+    reference = acc.opt("reference", str, "").strip()
+    if source != "measured" and not reference:
+        what = "where it is published" if source == "cited" else "how it was derived"
+        raise acc.error("reference", f"a {source} accuracy needs a reference",
+                        f"add `reference: <{what}>` next to `source: {source}`")
+    return source, reference
+
+
+def _load_times(f: Fields) -> dict[str, float]:
+    """``load_ms``: hardware class -> milliseconds (> 0)."""
+    return {str(hw): f.positive(str(hw), float) for hw in f.data}
+
+
+def _expected(tf: Fields, n_labels: int) -> tuple[ExpectedAnswer, ...]:
+    raw = tf.opt("expected", list, [])
+    out: list[ExpectedAnswer] = []
+    seen: set[int] = set()
+    for i, item in enumerate(raw):
+        ef = Fields(item, tf.file, f"{tf.path('expected')}[{i}]")
+        ef.check_keys({"sample", "classes", "name"})
+        sample = ef.positive("sample", int, allow_zero=True)
+        if sample in seen:
+            raise ef.error("sample", f"sample {sample} is listed twice", "list each sample once, with all its classes")
+        seen.add(sample)
+        classes = ef.req("classes", list)
+        if not classes or not all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
+            raise ef.error("classes", f"must be a non-empty list of class indices, got {classes!r}")
+        bad = [c for c in classes if not 0 <= c < n_labels] if n_labels else [c for c in classes if c < 0]
+        if bad:
+            raise ef.error("classes", f"class indices {bad} are outside the task's {n_labels} labels",
+                           "use indices into the task's `labels`")
+        out.append(ExpectedAnswer(sample, tuple(classes), ef.opt("name", str, "")))
+    return tuple(out)
+
+
 def parse_catalog(doc: Any, file: str | Path | None = None, verify_hashes: bool = True) -> Catalog:
     """Validate a catalog document. Relative files resolve against the catalog's folder."""
     root = Fields(doc, file, "")
@@ -183,6 +260,7 @@ def parse_catalog(doc: Any, file: str | Path | None = None, verify_hashes: bool 
             top1 = acc.req("top1", float)
             if not 0.0 <= top1 <= 1.0:
                 raise acc.error("top1", f"must be within [0, 1], got {top1}")
+            source, reference = _accuracy_source(acc)
             variants[vname] = Variant(
                 name=str(vname), task=str(tname), path=path, sha256=sha,
                 bytes=vf.positive("bytes", int), parameters=vf.positive("parameters", int, allow_zero=True, default=0),
@@ -190,12 +268,15 @@ def parse_catalog(doc: Any, file: str | Path | None = None, verify_hashes: bool 
                 accuracy=top1, accuracy_split=acc.opt("split", str, ""), accuracy_samples=acc.opt("samples", int, 0),
                 quantization=vf.opt("quantization", str, None),  # type: ignore[arg-type]
                 latency=_latency(vf.sub("latency", required=False)),
+                accuracy_source=source, accuracy_reference=reference,
+                load_times=_load_times(vf.sub("load_ms", required=False)),
             )
+        labels = tuple(str(x) for x in tf.opt("labels", list, []))
         tasks[str(tname)] = Task(
             name=str(tname), description=tf.opt("description", str, ""),
             inputs=_tensor_specs(tf, "inputs"), outputs=_tensor_specs(tf, "outputs"),
-            labels=tuple(str(x) for x in tf.opt("labels", list, [])),
-            samples=(base / samples) if samples else None, variants=variants,
+            labels=labels, samples=(base / samples) if samples else None, variants=variants,
+            expected=_expected(tf, len(labels)),
         )
     return Catalog(path=Path(file) if file is not None else None, tasks=tasks,
                    hardware_classes={str(k): str((v or {}).get("description", "")) if isinstance(v, dict) else str(v)

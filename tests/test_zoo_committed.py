@@ -128,8 +128,18 @@ def test_whole_zoo_stays_small():
     assert total < 50 * 2**20
 
 
-def test_list_prints_every_variant(catalog):
+def test_list_prints_every_variant_with_its_accuracy_source(catalog):
     result = CliRunner().invoke(app, ["models", "list", "--markdown"])
     assert result.exit_code == 0, result.output
-    for name in catalog.variants:
-        assert f"| {name} |" in result.output
+    assert "| top-1 source |" in result.output.splitlines()[0]
+    for v in catalog.variants.values():
+        row = next(line for line in result.output.splitlines() if f"| {v.name} |" in line)
+        assert f"| {v.accuracy_source} |" in row
+
+
+def test_every_variant_has_a_load_time_where_it_has_a_profile(catalog):
+    for v in catalog.variants.values():
+        for hw in v.latency:
+            load = v.load_ms(hw)
+            assert load is not None and load > 0, (v.name, hw)
+    assert all(v.load_ms("no-such-class") is None for v in catalog.variants.values())

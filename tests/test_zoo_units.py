@@ -75,3 +75,13 @@ def test_percentiles_and_hardware_class_key():
     assert p.p50_ms == pytest.approx(50.5) and p.p95_ms == pytest.approx(95.05)
     key = default_hardware_class()
     assert key.startswith("cpu-") and key.endswith("c")
+
+
+def test_load_time_is_measured_for_a_real_file(tmp_path: Path):
+    from idn.zoo.profile import load_ms
+
+    w = np.zeros((64, 10), np.float32)
+    path = _model([helper.make_node("MatMul", ["input", "w"], ["out"])], {"w": w}, ["N", 64], ["N", 10],
+                  tmp_path / "mm.onnx")
+    ms = load_ms(path, repeats=3)
+    assert 0 < ms < 5000

@@ -58,15 +58,17 @@ def profile(
     hardware_class: HardwareOpt = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", help="profile only this variant (repeatable)")]
     = None,
+    load_only: Annotated[bool, typer.Option(
+        "--load-only", help="measure only load times (file read + session creation), keep the latency profiles")] = False,
 ) -> None:
-    """Measure p50/p95 latency (batch 1, 8, 32; single and default threads) and store it in the catalog."""
+    """Measure p50/p95 latency (batch 1, 8, 32; single and default threads) and load time; store them in the catalog."""
     from idn.zoo.profile import default_hardware_class
     from idn.zoo.profile_catalog import profile_zoo
 
     hw = hardware_class or default_hardware_class()
     typer.echo(f"profiling {catalog} as hardware class {hw} (timings are only as quiet as this machine)")
     try:
-        profile_zoo(catalog, hw, only=set(variant) if variant else None, log=typer.echo)
+        profile_zoo(catalog, hw, only=set(variant) if variant else None, log=typer.echo, latency=not load_only)
     except ConfigError as e:
         _fail(str(e))
 
@@ -102,7 +104,7 @@ def list_(
 ) -> None:
     """Print the zoo: size, parameters, FLOPs, accuracy and latency of every variant."""
     from idn.zoo.profile import default_hardware_class
-    from idn.zoo.table import COLUMNS, markdown as to_markdown, pick_hardware_class, rows
+    from idn.zoo.table import COLUMNS, LEFT, markdown as to_markdown, pick_hardware_class, rows
 
     try:
         cat = load_catalog(catalog, verify_hashes=True)
@@ -116,8 +118,8 @@ def list_(
     from rich.table import Table
 
     table = Table(title=f"model zoo ({catalog}); latency on {hw or 'no profiled class'}")
-    for i, col in enumerate(COLUMNS):
-        table.add_column(col, justify="left" if i < 2 or i == 5 else "right")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in LEFT else "right")
     for r in rows(cat, hw):
         table.add_row(*r)
     # A pipe or a log gets the whole table rather than rich's 80-column squeeze.

@@ -49,7 +49,7 @@ def _variant_entry(spec: specs.VariantSpec, data: TaskData, rel_file: str, path:
     else:
         entry["family"] = spec.architecture.family  # type: ignore[union-attr]
     entry["accuracy"] = {"top1": round(acc.top1, 6), "correct": acc.correct,
-                         "split": data.heldout_split, "samples": acc.samples}
+                         "split": data.heldout_split, "samples": acc.samples, "source": "measured"}
     return entry
 
 
