@@ -32,7 +32,7 @@ SMALL_TASKS = ("digits", "waveforms")
 @pytest.fixture()
 def zoo_copy(tmp_path: Path) -> Path:
     """A private copy of the small tasks of models/ (ONNX files, samples, a catalog of just those
-    tasks): ~13 MB, safe to tamper with."""
+    tasks): ~13 MB, safe to tamper with. imagenet's 80 MB stay out (tests/test_zoo_imagenet.py)."""
     src, dst = DEFAULT_CATALOG.parent, tmp_path / "models"
     doc = _doc()
     doc["tasks"] = {t: doc["tasks"][t] for t in SMALL_TASKS}
@@ -57,7 +57,7 @@ def _error(doc: dict) -> ConfigError:
 
 def test_committed_catalog_loads_with_hashes_checked():
     cat = load_catalog(DEFAULT_CATALOG, verify_hashes=True)
-    assert set(cat.tasks) == {"digits", "waveforms"}
+    assert set(cat.tasks) == {"digits", "waveforms", "imagenet"}
     assert all(v.path.is_file() for v in cat.variants.values())
 
 
@@ -171,6 +171,8 @@ def test_accuracy_source_defaults_to_measured_and_is_parsed():
     assert cat.variant("digits-linear").accuracy_reference == ""
     real = load_catalog(DEFAULT_CATALOG, verify_hashes=False)
     assert {v.accuracy_source for t in SMALL_TASKS for v in real.tasks[t].variants.values()} == {"measured"}
+    lite0 = real.variant("imagenet-lite0")
+    assert lite0.accuracy_source == "cited" and "tensorflow/tpu" in lite0.accuracy_reference
 
 
 def test_unknown_accuracy_source_names_field_and_fix():
