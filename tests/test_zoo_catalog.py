@@ -26,11 +26,21 @@ from idn.zoo.verify import verify_zoo
 pytestmark = pytest.mark.skipif(not DEFAULT_CATALOG.is_file(), reason="the zoo is built by `idn models build`")
 
 
+SMALL_TASKS = ("digits", "waveforms")
+
+
 @pytest.fixture()
 def zoo_copy(tmp_path: Path) -> Path:
-    """A private copy of models/ (ONNX files, samples, catalog): ~12 MB, safe to tamper with."""
-    dst = tmp_path / "models"
-    shutil.copytree(DEFAULT_CATALOG.parent, dst, ignore=shutil.ignore_patterns("*.md"))
+    """A private copy of the small tasks of models/ (ONNX files, samples, a catalog of just those
+    tasks): ~13 MB, safe to tamper with. imagenet's 80 MB stay out (tests/test_zoo_imagenet.py)."""
+    src, dst = DEFAULT_CATALOG.parent, tmp_path / "models"
+    doc = _doc()
+    doc["tasks"] = {t: doc["tasks"][t] for t in SMALL_TASKS}
+    for t in SMALL_TASKS:
+        shutil.copytree(src / t, dst / t)
+        (dst / "samples").mkdir(exist_ok=True)
+        shutil.copy(src / "samples" / f"{t}.npz", dst / "samples" / f"{t}.npz")
+    (dst / "catalog.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return dst / "catalog.yaml"
 
 
@@ -39,14 +49,15 @@ def _doc() -> dict:
 
 
 def _error(doc: dict) -> ConfigError:
+    """The loader's error for ``doc`` (schema only: hashes are tested on real files below)."""
     with pytest.raises(ConfigError) as e:
-        parse_catalog(doc, DEFAULT_CATALOG, verify_hashes=True)
+        parse_catalog(doc, DEFAULT_CATALOG, verify_hashes=False)
     return e.value
 
 
 def test_committed_catalog_loads_with_hashes_checked():
     cat = load_catalog(DEFAULT_CATALOG, verify_hashes=True)
-    assert set(cat.tasks) == {"digits", "waveforms"}
+    assert set(cat.tasks) == {"digits", "waveforms", "imagenet"}
     assert all(v.path.is_file() for v in cat.variants.values())
 
 
@@ -148,3 +159,102 @@ def test_writer_refuses_a_catalog_its_loader_would_refuse(zoo_copy: Path):
     with pytest.raises(ConfigError):
         write_catalog(zoo_copy, doc)
     assert zoo_copy.read_bytes() == original
+
+
+# --- accuracy sources, load times and expected answers: the loader's validation ----------------
+
+def test_accuracy_source_defaults_to_measured_and_is_parsed():
+    doc = _doc()
+    del doc["tasks"]["digits"]["variants"]["digits-linear"]["accuracy"]["source"]
+    cat = parse_catalog(doc, DEFAULT_CATALOG, verify_hashes=False)
+    assert cat.variant("digits-linear").accuracy_source == "measured"
+    assert cat.variant("digits-linear").accuracy_reference == ""
+    real = load_catalog(DEFAULT_CATALOG, verify_hashes=False)
+    assert {v.accuracy_source for t in SMALL_TASKS for v in real.tasks[t].variants.values()} == {"measured"}
+    lite0 = real.variant("imagenet-lite0")
+    assert lite0.accuracy_source == "cited" and "tensorflow/tpu" in lite0.accuracy_reference
+
+
+def test_unknown_accuracy_source_names_field_and_fix():
+    doc = _doc()
+    doc["tasks"]["digits"]["variants"]["digits-cnn-s"]["accuracy"]["source"] = "guessed"
+    err = _error(doc)
+    assert err.field == "tasks.digits.variants.digits-cnn-s.accuracy.source"
+    assert "guessed" in err.problem and "measured" in (err.fix or "") and "cited" in (err.fix or "")
+
+
+@pytest.mark.parametrize("source", ["cited", "estimated"])
+def test_cited_or_estimated_accuracy_needs_a_reference(source):
+    doc = _doc()
+    acc = doc["tasks"]["digits"]["variants"]["digits-cnn-s"]["accuracy"]
+    acc["source"] = source
+    acc.pop("reference", None)
+    err = _error(doc)
+    assert err.field == "tasks.digits.variants.digits-cnn-s.accuracy.reference"
+    assert source in err.problem and "reference:" in (err.fix or "")
+    acc["reference"] = "   "
+    assert _error(doc).field == "tasks.digits.variants.digits-cnn-s.accuracy.reference"
+    acc["reference"] = "somewhere"
+    assert parse_catalog(doc, DEFAULT_CATALOG, verify_hashes=False).variant("digits-cnn-s").accuracy_source == source
+
+
+def test_load_ms_is_parsed_per_hardware_class():
+    doc = _doc()
+    v = doc["tasks"]["digits"]["variants"]["digits-mlp-s"]
+    v["load_ms"] = {"cpu-x86_64-2c": 1.25, "edge-arm64-1c": 7}
+    cat = parse_catalog(doc, DEFAULT_CATALOG, verify_hashes=False)
+    assert cat.variant("digits-mlp-s").load_ms("cpu-x86_64-2c") == 1.25
+    assert cat.variant("digits-mlp-s").load_ms("edge-arm64-1c") == 7.0
+    assert cat.variant("digits-mlp-s").load_ms("gpu-h200") is None
+    del v["load_ms"]
+    reparsed = parse_catalog(doc, DEFAULT_CATALOG, verify_hashes=False)
+    assert reparsed.variant("digits-mlp-s").load_ms("cpu-x86_64-2c") is None
+
+
+@pytest.mark.parametrize("bad, field", [
+    ({"cpu-x86_64-2c": -3.0}, "load_ms.cpu-x86_64-2c"),
+    ({"cpu-x86_64-2c": 0}, "load_ms.cpu-x86_64-2c"),
+    ({"cpu-x86_64-2c": "fast"}, "load_ms.cpu-x86_64-2c"),
+    ([1.0, 2.0], "load_ms"),
+])
+def test_bad_load_ms_is_refused(bad, field):
+    doc = _doc()
+    doc["tasks"]["waveforms"]["variants"]["waveforms-cnn-s"]["load_ms"] = bad
+    assert _error(doc).field == f"tasks.waveforms.variants.waveforms-cnn-s.{field}"
+
+
+@pytest.mark.parametrize("bad, field, words", [
+    ([{"sample": 0, "classes": [10]}], "expected[0].classes", "outside"),
+    ([{"sample": 0, "classes": []}], "expected[0].classes", "non-empty"),
+    ([{"sample": -1, "classes": [3]}], "expected[0].sample", ">= 0"),
+    ([{"sample": 0, "classes": [3]}, {"sample": 0, "classes": [4]}], "expected[1].sample", "twice"),
+    ([{"sample": 0, "classes": [3], "clases": [4]}], "expected[0].clases", "unknown"),
+])
+def test_bad_expected_answers_are_refused(bad, field, words):
+    doc = _doc()
+    doc["tasks"]["digits"]["expected"] = bad  # 10 labels
+    err = _error(doc)
+    assert err.field == f"tasks.digits.{field}" and words in err.problem
+
+
+def test_expected_answers_are_parsed():
+    doc = _doc()
+    doc["tasks"]["digits"]["expected"] = [{"sample": 4, "classes": [7, 1], "name": "a seven"},
+                                          {"sample": 0, "classes": [0]}]
+    task = parse_catalog(doc, DEFAULT_CATALOG, verify_hashes=False).tasks["digits"]
+    assert [(e.sample, e.classes, e.name) for e in task.expected] == [(4, (7, 1), "a seven"), (0, (0,), "")]
+    assert load_catalog(DEFAULT_CATALOG, verify_hashes=False).tasks["waveforms"].expected == ()
+
+
+def test_profile_writes_load_times_beside_latency(zoo_copy: Path):
+    doc = yaml.safe_load(zoo_copy.read_text())
+    point = LatencyPoint(1.0, 2.0)
+    prof = Profile({"single_thread": {1: point}, "default_threads": {1: point}})
+    out = with_profiles(doc, "edge-arm64-1c", {"description": "an edge box"}, {"digits-linear": prof},
+                        {"digits-linear": 12.345678})
+    v = out["tasks"]["digits"]["variants"]["digits-linear"]
+    assert v["load_ms"]["edge-arm64-1c"] == 12.35  # 4 significant digits, like latency
+    before = doc["tasks"]["digits"]["variants"]["digits-linear"]["load_ms"]
+    assert v["load_ms"]["cpu-x86_64-2c"] == before["cpu-x86_64-2c"]
+    write_catalog(zoo_copy, out)
+    assert load_catalog(zoo_copy).variant("digits-linear").load_ms("edge-arm64-1c") == 12.35

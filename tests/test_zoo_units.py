@@ -75,3 +75,93 @@ def test_percentiles_and_hardware_class_key():
     assert p.p50_ms == pytest.approx(50.5) and p.p95_ms == pytest.approx(95.05)
     key = default_hardware_class()
     assert key.startswith("cpu-") and key.endswith("c")
+
+
+def test_uint8_samples_stay_uint8(tmp_path: Path):
+    x = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    write_samples(tmp_path / "p.npz", x, np.array([281, 967]))
+    rx, ry = read_samples(tmp_path / "p.npz")
+    assert rx.dtype == np.uint8 and np.array_equal(rx, x) and ry.tolist() == [281, 967]
+
+
+def test_photo_views_are_seeded_numpy_and_keep_the_shape():
+    from idn.zoo.photos import _resize_bilinear, views
+
+    rng = np.random.default_rng(0)
+    photos = rng.integers(0, 256, size=(2, 32, 32, 3), dtype=np.uint8)
+    a = views(photos, 3, np.random.default_rng(5))
+    b = views(photos, 3, np.random.default_rng(5))
+    assert a.shape == (6, 32, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+    assert not np.array_equal(a, views(photos, 3, np.random.default_rng(6)))
+    same = photos[0].astype(np.float32)
+    np.testing.assert_allclose(_resize_bilinear(same, 32), same)  # same size: identity
+    up = _resize_bilinear(np.full((4, 4, 3), 7.0, np.float32), 9)
+    assert up.shape == (9, 9, 3) and np.allclose(up, 7.0)
+
+
+def test_load_time_is_measured_for_a_real_file(tmp_path: Path):
+    from idn.zoo.profile import load_ms
+
+    w = np.zeros((64, 10), np.float32)
+    path = _model([helper.make_node("MatMul", ["input", "w"], ["out"])], {"w": w}, ["N", 64], ["N", 10],
+                  tmp_path / "mm.onnx")
+    ms = load_ms(path, repeats=3)
+    assert 0 < ms < 5000
+
+
+def test_imagenet_classes_are_the_standard_1000():
+    from idn.zoo.imagenet_classes import IMAGENET_CLASSES
+
+    wnids = [w for w, _ in IMAGENET_CLASSES]
+    assert len(IMAGENET_CLASSES) == 1000 and wnids == sorted(wnids) and len(set(wnids)) == 1000
+    assert IMAGENET_CLASSES[0] == ("n01440764", "tench, Tinca tinca")
+    assert IMAGENET_CLASSES[281][1].startswith("tabby") and IMAGENET_CLASSES[967][1] == "espresso"
+
+
+def test_check_and_calibration_photos_are_disjoint_and_have_sources():
+    from idn.zoo.photos import PHOTOS, photos
+
+    check, cal = photos("check"), photos("calibration")
+    assert len(check) >= 5 and len(cal) >= 10 and len(check) + len(cal) == len(PHOTOS)
+    assert not {p.name for p in check} & {p.name for p in cal}
+    assert not {p.sha256 for p in check} & {p.sha256 for p in cal}
+    for p in PHOTOS:
+        assert p.licence and p.credit and len(p.sha256) == 64
+        assert bool(p.classes) == (p.role == "check") and all(0 <= c < 1000 for c in p.classes)
+
+
+def test_shipped_photos_are_the_packages_photos_prepared():
+    """With the build's packages installed (`make models`), the shipped arrays are reproducible."""
+    pytest.importorskip("skimage", reason="the photos come from the zoo extra's packages")
+    pytest.importorskip("sklearn")
+    from idn.catalog import DEFAULT_CATALOG
+    from idn.zoo.photos import photos, prepared
+
+    x, _ = read_samples(DEFAULT_CATALOG.parent / "samples" / "imagenet.npz")
+    assert np.array_equal(x, np.stack([prepared(p) for p in photos("check")]))
+
+
+def test_best_of_passes_keeps_the_least_disturbed_point():
+    from idn.catalog import LatencyPoint
+    from idn.zoo.profile import Profile
+    from idn.zoo.profile_catalog import best_of
+
+    a = Profile({"single_thread": {1: LatencyPoint(5.0, 9.0), 8: LatencyPoint(20.0, 21.0)}})
+    b = Profile({"single_thread": {1: LatencyPoint(4.0, 12.0), 8: LatencyPoint(30.0, 31.0)}})
+    best = best_of(a, b).points["single_thread"]
+    assert best[1] == LatencyPoint(4.0, 12.0) and best[8] == LatencyPoint(20.0, 21.0)
+
+
+def test_thread_clock_times_the_single_thread_mode(tmp_path: Path):
+    from idn.zoo.profile import load_ms, profile_variant
+
+    w = np.zeros((64, 10), np.float32)
+    path = _model([helper.make_node("MatMul", ["input", "w"], ["out"])], {"w": w}, ["N", 64], ["N", 10],
+                  tmp_path / "mm.onnx")
+    x = np.ones((4, 64), np.float32)
+    prof = profile_variant(path, x, batch_sizes=(1, 8), clock="thread")
+    assert set(prof.points) == {"single_thread", "default_threads"}
+    assert all(p.p95_ms >= p.p50_ms > 0 for points in prof.points.values() for p in points.values())
+    assert load_ms(path, repeats=2, clock="thread") > 0
+    with pytest.raises(ValueError, match="clock"):
+        profile_variant(path, x, clock="sundial")

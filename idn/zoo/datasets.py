@@ -15,18 +15,13 @@ import numpy as np
 
 from idn.zoo import signals
 from idn.zoo.perturb import perturb_images
+from idn.zoo.seeds import SEED, rng_for
 
-SEED = 20240501
+__all__ = ["SEED", "TASKS", "TaskData", "rng_for"]
 # How hard the digits perturbations are (1.0 = the full ranges in perturb.py). At 0.5 a
 # logistic regression scores ~80% on the held-out split and a CNN ~95%: a spread that
 # makes model size matter without making the task hopeless.
 DIGITS_PERTURBATION = 0.5
-
-
-def rng_for(*names: str) -> np.random.Generator:
-    """A generator seeded by SEED and a purpose (e.g. ``("digits", "heldout")``): streams never overlap."""
-    key = [SEED] + [int.from_bytes(n.encode(), "little") % (2**32) for n in names]
-    return np.random.default_rng(key)
 
 
 @dataclass(frozen=True)

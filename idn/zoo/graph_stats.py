@@ -29,7 +29,8 @@ def _with_batch_one(model: onnx.ModelProto) -> onnx.ModelProto:
         if dims and not dims[0].HasField("dim_value"):
             dims[0].Clear()
             dims[0].dim_value = 1
-    return shape_inference.infer_shapes(m, strict_mode=True)
+    # data_prop: shapes computed in the graph (a Resize to Shape(x)[:2] + [240, 240]) propagate too
+    return shape_inference.infer_shapes(m, strict_mode=True, data_prop=True)
 
 
 def _shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:

@@ -9,7 +9,12 @@ Two flavours, matched to what the graph is made of:
   on int8 kernels end to end; the output softmax stays FP32. Calibration never sees
   the held-out split.
 
-Both keep the FP32 ``input``/``probabilities`` tensors, so the signature is the task's.
+Both keep the task's ``input``/``probabilities`` tensors, so the signature is the task's.
+
+The ``imagenet`` task's int8 variants (:func:`quantize_variant` with ``fp32_nodes``)
+also keep their in-graph preprocessing (cast, transpose, resize, normalisation) in
+FP32 and calibrate in small batches (a batch of 224-260 px photos through the
+calibration graph costs hundreds of MB).
 """
 
 from __future__ import annotations
@@ -37,15 +42,24 @@ CALIBRATION_BATCH = 64
 class _ArrayReader(CalibrationDataReader):
     """Feeds calibration inputs in fixed-size batches, in order (deterministic ranges)."""
 
-    def __init__(self, x: np.ndarray):
-        self._batches = iter([{INPUT_NAME: x[i:i + CALIBRATION_BATCH]} for i in range(0, len(x), CALIBRATION_BATCH)])
+    def __init__(self, x: np.ndarray, batch: int = CALIBRATION_BATCH):
+        self._batches = iter([{INPUT_NAME: x[i:i + batch]} for i in range(0, len(x), batch)])
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
 
 
-def _quantize(source: Path, target: Path, method: str, calibration: np.ndarray) -> None:
-    if method == "int8-dynamic":
+def _quantize(source: Path, target: Path, method: str, calibration: np.ndarray,
+              fp32_nodes: tuple[str, ...] | None = None, batch: int = CALIBRATION_BATCH) -> None:
+    if method == "int8-static" and fp32_nodes is not None:
+        # Big CNNs: calibration in small batches (the MinMax calibrator keeps only each
+        # tensor's per-batch min and max), the listed nodes FP32.
+        softmax = [n.name for n in onnx.load(str(source)).graph.node if n.op_type == "Softmax"]
+        quantize_static(source, target, _ArrayReader(np.ascontiguousarray(calibration), batch),
+                        quant_format=QuantFormat.QDQ, per_channel=True, nodes_to_exclude=[*fp32_nodes, *softmax],
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.MinMax)
+    elif method == "int8-dynamic":
         quantize_dynamic(source, target, weight_type=QuantType.QInt8, per_channel=False)
     elif method == "int8-static":
         # The final softmax stays FP32: quantized, the probabilities would come out in
@@ -60,8 +74,14 @@ def _quantize(source: Path, target: Path, method: str, calibration: np.ndarray) 
 
 
 def quantize_variant(source: Path, target: Path, method: str, calibration: np.ndarray,
-                     metadata: dict[str, str]) -> None:
-    """Quantize the FP32 model at ``source`` into ``target`` with ``method``."""
+                     metadata: dict[str, str], fp32_nodes: tuple[str, ...] | None = None,
+                     batch: int = CALIBRATION_BATCH) -> None:
+    """Quantize the FP32 model at ``source`` into ``target`` with ``method``.
+
+    ``fp32_nodes`` (static only): nodes kept in FP32 besides the softmax, with calibration
+    in batches of ``batch`` (all of ``calibration`` is used); None keeps the original
+    recipe of the small tasks (their files stay byte-identical).
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     # The quantizer logs a "consider pre-processing" hint on the root logger for every
     # model. That step (symbolic shape inference + fusions) is optional and these
@@ -70,7 +90,7 @@ def quantize_variant(source: Path, target: Path, method: str, calibration: np.nd
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        _quantize(source, target, method, calibration)
+        _quantize(source, target, method, calibration, fp32_nodes, batch)
     finally:
         root.setLevel(level)
     # Restamp the metadata: the quantizer rewrites the model and does not keep all our props.

