@@ -51,10 +51,11 @@ from idn.catalog import Catalog, default_catalog_path, load_catalog
 from idn.client import ControlClient
 from idn.config import Fields, read_document
 from idn.demand import Demand, load_demand
+from idn.latency import LatencyModel
 from idn.launcher import RUN_ROOT, LaunchError, default_state_path, load_state, pid_runs_node, start_network, stop_nodes
 from idn.loadgen import LoadOptions, LoadReport, plan_load, run_load
 from idn.network import push_plan
-from idn.placement import PlacementOptions, solve
+from idn.placement import InfeasibleProblem, PlacementOptions, solve
 from idn.placement.evaluate import Evaluation, weighted_quantile
 from idn.plan import Plan
 from idn.topology import Topology, load_topology
@@ -215,6 +216,7 @@ class DemoResult:
     plans: list[PlanResult]
     wall_s: float = 0.0
     pareto_png: str | None = None
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (plan label, why it found no plan)
 
     def ties(self) -> list[tuple[str, str]]:
         """(heuristic, ILP label) pairs whose plans place the same variants on the same nodes."""
@@ -237,12 +239,15 @@ def emulated_ms(topology: Topology, a: str, b: str) -> float:
     return sum(topology.link_delay_ms(x, y) for x, y in zip(route, route[1:]))
 
 
-def network_ms(plan: Plan, topology: Topology, demand: Demand) -> float:
-    """Rate-weighted round-trip emulated delay from each class's ingress to its targets."""
+def network_ms(plan: Plan, topology: Topology, catalog: Catalog, demand: Demand) -> float:
+    """Rate-weighted emulated network time of a request: 2 x the links' one-way delays from its
+    ingress to its target, plus the payload's transfer over their bandwidth (what the nodes sleep)."""
+    model = LatencyModel(topology, catalog)
     num = den = 0.0
     for c in demand.classes:
         r = plan.routes[c.id]
-        num += c.rate * sum(t.share * 2 * emulated_ms(topology, c.ingress, t.node) for t in r.targets)
+        num += c.rate * sum(t.share * (2 * emulated_ms(topology, c.ingress, t.node) + model.predict(
+            c.ingress, t.node, catalog.variant(t.variant), c.payload).transfer_ms) for t in r.targets)
         den += c.rate
     return num / den if den else 0.0
 
@@ -286,7 +291,7 @@ def _weighted(pairs: list[tuple[float | None, float]]) -> float | None:
 def compare(spec: PlanSpec, plan: Plan, ev: Evaluation, report: LoadReport, topology: Topology,
             catalog: Catalog, demand: Demand, at_ingress: dict[str, tuple[float, int]]) -> PlanResult:
     """Line up the evaluator's predictions with what the load generator measured."""
-    net = network_ms(plan, topology, demand)
+    net = network_ms(plan, topology, catalog, demand)
     classes = []
     means, rates = [], []
     acc_pred_m: list[tuple[float | None, float]] = []
@@ -344,7 +349,8 @@ def explain(result: PlanResult) -> str:
     client = m.mean_latency_ms - m.ingress_ms if m.ingress_ms is not None else float("nan")
     return (f"{result.label}: measured mean {m.mean_latency_ms:.1f} ms vs predicted {p.mean_latency_ms:.1f} ms "
             f"({100 * (ratio - 1):+.0f}%, {verdict} within {100 * AGREEMENT:.0f}%). Both include "
-            f"{p.network_ms:.1f} ms of emulated network round trip. Predicted compute plus the topology's "
+            f"{p.network_ms:.1f} ms of emulated network (round-trip delay and payload transfer). "
+            f"Predicted compute plus the topology's "
             f"modelled overheads (overhead_ms per request, hop_overhead_ms per hop) {p.rest_ms:.2f} ms; measured "
             f"{m.server_ms or 0.0:.2f} ms inside the serving node and {transport:.2f} ms of transport "
             f"(of which {client:.2f} ms between the client and its ingress node): gRPC/Python cost at each hop "
@@ -379,10 +385,19 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResul
     state, procs = start_network(sc.topology, catalog=sc.catalog, emulate=True, run_dir=run_dir,
                                  ready_timeout_s=opts.ready_timeout_s)
     results: list[PlanResult] = []
+    failed: list[tuple[str, str]] = []
     try:
         for spec in specs:
             t0 = time.monotonic()
-            outcome = solve(topology, catalog, demand, sc.options(spec.alpha), method=spec.method)
+            try:
+                outcome = solve(topology, catalog, demand, sc.options(spec.alpha), method=spec.method)
+            except InfeasibleProblem as e:
+                if spec.method == "highs":
+                    raise  # the scenario itself has no plan: nothing to compare
+                why = "; ".join(e.reasons)
+                say(f"{spec.label}: found no plan ({why}); skipped")
+                failed.append((spec.label, why))
+                continue
             version, _ = push_plan(outcome.plan, topology, state.addresses, state.token)
             plan = outcome.plan.with_version(version)
             say(f"{spec.label}: solved ({outcome.solution.facts.status}) and applied as v{version} in "
@@ -396,7 +411,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResul
         outcome_stop = stop_nodes(state.nodes, procs=procs)
         say("network stopped: " + ", ".join(f"{n} {how}" for n, how in outcome_stop.items()))
     return DemoResult(str(sc.topology), str(sc.demand), sc.alphas, sc.budget, duration, warmup, opts.seed, results,
-                      time.monotonic() - t_start)
+                      time.monotonic() - t_start, failed=failed)
 
 
 def draw_pareto(result: DemoResult, path: Path) -> Path:

@@ -52,6 +52,8 @@ def render_comparison(res: DemoResult) -> Table:
                   _ms(p.predicted.p95_class_latency_ms), _ms(p.measured.p95_class_latency_ms),
                   _pct(p.predicted.accuracy), _pct(p.measured.accuracy), _pct(p.predicted.accuracy_measured_tasks),
                   _pct(p.measured.accuracy_measured_tasks), f"{p.ok} / {p.sent}", errors or "-")
+    for label, _why in res.failed:
+        t.add_row(label, "no plan", *["-"] * 12, "see below")
     return t
 
 
@@ -86,6 +88,8 @@ def demo(
               highlight=False)
     for p in res.plans:
         out.print(explain(p), highlight=False)
+    for label, why in res.failed:
+        out.print(f"{label} found no plan: {why}", highlight=False)
     for heuristic, ilp in res.ties():
         out.print(f"{heuristic} places exactly what {ilp} places (a tie)", highlight=False)
     json_out.parent.mkdir(parents=True, exist_ok=True)
