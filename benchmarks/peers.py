@@ -524,9 +524,10 @@ def cpu_busy_ticks(cpus: set[int]) -> int:
     return total
 
 
-def group_ticks(pgid: int) -> int:
-    """CPU ticks (user + system) used so far by the live processes of one process group."""
-    total = 0
+def tree_ticks(root: int) -> int:
+    """CPU ticks (user + system) used so far by a process and its live descendants (PyTriton starts
+    tritonserver in a session of its own, so the process group is not enough)."""
+    procs = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -535,8 +536,15 @@ def group_ticks(pgid: int) -> int:
                 st = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(st[2]) == pgid:           # fields after the name: state ppid pgrp ...
-            total += int(st[11]) + int(st[12])
+        procs[int(d)] = (int(st[1]), int(st[11]) + int(st[12]))      # ppid, utime + stime
+    children = collections.defaultdict(list)
+    for pid, (ppid, _) in procs.items():
+        children[ppid].append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += procs.get(pid, (0, 0))[1]
+        todo += children.get(pid, [])
     return total
 
 
@@ -552,9 +560,9 @@ def clean_measure(pbg, server: Server, w: Workload, k: int, duration: float, war
     shared = bool(server_cpus & driver_cpus)
     best = None
     for attempt in range(tries):
-        me0, cpu0, srv0, t0 = os.times(), cpu_busy_ticks(server_cpus), group_ticks(server.proc.pid), time.monotonic()
+        me0, cpu0, srv0, t0 = os.times(), cpu_busy_ticks(server_cpus), tree_ticks(server.proc.pid), time.monotonic()
         res = asyncio.run(measure(pbg, server.address, w, k, duration, warmup))
-        me1, cpu1, srv1, t1 = os.times(), cpu_busy_ticks(server_cpus), group_ticks(server.proc.pid), time.monotonic()
+        me1, cpu1, srv1, t1 = os.times(), cpu_busy_ticks(server_cpus), tree_ticks(server.proc.pid), time.monotonic()
         mine = (srv1 - srv0) / hz + ((me1.user + me1.system - me0.user - me0.system) if shared else 0.0)
         res["foreign_cpu"] = round(max(0.0, (cpu1 - cpu0) / hz - mine) / (t1 - t0) / len(server_cpus), 3)
         # the server's own CPU time per answered request (warm-up included): robust to sharing the CPU
