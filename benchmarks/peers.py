@@ -245,7 +245,7 @@ class OrtRuntime(MLModel):
 # Triton via PyTriton, as PyTriton's docs write it: a @batch function bound with the
 # default ModelConfig (batching on, DynamicBatcher()).
 TRITON_SERVER = r'''
-import json, os, pathlib
+import json, os, pathlib, signal
 import numpy as np, onnxruntime as ort
 from pytriton.decorators import batch
 from pytriton.model_config import ModelConfig, Tensor
@@ -268,7 +268,12 @@ def make_infer(path):
 config = TritonConfig(grpc_address="127.0.0.1", grpc_port=CONF["grpc_port"], http_address="127.0.0.1",
                       http_port=CONF["http_port"], metrics_port=CONF["metrics_port"], allow_metrics=False,
                       log_file=pathlib.Path(CONF["log_file"]), log_verbose=0)
-with Triton(config=config) as triton:
+def _stop(*_):
+    raise KeyboardInterrupt   # SIGTERM: leave the `with` so PyTriton stops Triton and cleans up
+
+signal.signal(signal.SIGTERM, _stop)
+# the workspace (a copy of tritonserver, the model store) lives in the run's temp dir
+with Triton(config=config, workspace=CONF["workspace"]) as triton:
     for name, path in CONF["models"].items():
         n_in = int(CONF["dims"][name][0]); n_out = int(CONF["dims"][name][1])
         mc = ModelConfig() if CONF["max_batch"] is None else ModelConfig(max_batch_size=CONF["max_batch"])
@@ -659,7 +664,8 @@ def start_servers(args, names: list[str], paths: dict[str, Path], loads: dict[st
                 elif name == "triton":
                     conf = {"models": models, "dims": dims, "grpc_port": port, "http_port": free_port(),
                             "metrics_port": free_port(), "ort_threads": args.ort_threads,
-                            "max_batch": args.triton_max_batch, "log_file": str(logs / "tritonserver.log")}
+                            "max_batch": args.triton_max_batch, "log_file": str(logs / "tritonserver.log"),
+                            "workspace": str(work / "pytriton-workspace")}
                     script = work / "triton_server.py"
                     script.write_text(TRITON_SERVER)
                     # Triton's Python-backend stub embeds libpython3.X.so from the loader's path
