@@ -245,7 +245,7 @@ class OrtRuntime(MLModel):
 # Triton via PyTriton, as PyTriton's docs write it: a @batch function bound with the
 # default ModelConfig (batching on, DynamicBatcher()).
 TRITON_SERVER = r'''
-import json, os, pathlib
+import json, os, pathlib, signal
 import numpy as np, onnxruntime as ort
 from pytriton.decorators import batch
 from pytriton.model_config import ModelConfig, Tensor
@@ -268,7 +268,12 @@ def make_infer(path):
 config = TritonConfig(grpc_address="127.0.0.1", grpc_port=CONF["grpc_port"], http_address="127.0.0.1",
                       http_port=CONF["http_port"], metrics_port=CONF["metrics_port"], allow_metrics=False,
                       log_file=pathlib.Path(CONF["log_file"]), log_verbose=0)
-with Triton(config=config) as triton:
+def _stop(*_):
+    raise KeyboardInterrupt   # SIGTERM: leave the `with` so PyTriton stops Triton and cleans up
+
+signal.signal(signal.SIGTERM, _stop)
+# the workspace (a copy of tritonserver, the model store) lives in the run's temp dir
+with Triton(config=config, workspace=CONF["workspace"]) as triton:
     for name, path in CONF["models"].items():
         n_in = int(CONF["dims"][name][0]); n_out = int(CONF["dims"][name][1])
         mc = ModelConfig() if CONF["max_batch"] is None else ModelConfig(max_batch_size=CONF["max_batch"])
@@ -524,9 +529,10 @@ def cpu_busy_ticks(cpus: set[int]) -> int:
     return total
 
 
-def group_ticks(pgid: int) -> int:
-    """CPU ticks (user + system) used so far by the live processes of one process group."""
-    total = 0
+def tree_ticks(root: int) -> int:
+    """CPU ticks (user + system) used so far by a process and its live descendants (PyTriton starts
+    tritonserver in a session of its own, so the process group is not enough)."""
+    procs = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -535,8 +541,15 @@ def group_ticks(pgid: int) -> int:
                 st = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(st[2]) == pgid:           # fields after the name: state ppid pgrp ...
-            total += int(st[11]) + int(st[12])
+        procs[int(d)] = (int(st[1]), int(st[11]) + int(st[12]))      # ppid, utime + stime
+    children = collections.defaultdict(list)
+    for pid, (ppid, _) in procs.items():
+        children[ppid].append(pid)
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += procs.get(pid, (0, 0))[1]
+        todo += children.get(pid, [])
     return total
 
 
@@ -552,9 +565,9 @@ def clean_measure(pbg, server: Server, w: Workload, k: int, duration: float, war
     shared = bool(server_cpus & driver_cpus)
     best = None
     for attempt in range(tries):
-        me0, cpu0, srv0, t0 = os.times(), cpu_busy_ticks(server_cpus), group_ticks(server.proc.pid), time.monotonic()
+        me0, cpu0, srv0, t0 = os.times(), cpu_busy_ticks(server_cpus), tree_ticks(server.proc.pid), time.monotonic()
         res = asyncio.run(measure(pbg, server.address, w, k, duration, warmup))
-        me1, cpu1, srv1, t1 = os.times(), cpu_busy_ticks(server_cpus), group_ticks(server.proc.pid), time.monotonic()
+        me1, cpu1, srv1, t1 = os.times(), cpu_busy_ticks(server_cpus), tree_ticks(server.proc.pid), time.monotonic()
         mine = (srv1 - srv0) / hz + ((me1.user + me1.system - me0.user - me0.system) if shared else 0.0)
         res["foreign_cpu"] = round(max(0.0, (cpu1 - cpu0) / hz - mine) / (t1 - t0) / len(server_cpus), 3)
         # the server's own CPU time per answered request (warm-up included): robust to sharing the CPU
@@ -651,7 +664,8 @@ def start_servers(args, names: list[str], paths: dict[str, Path], loads: dict[st
                 elif name == "triton":
                     conf = {"models": models, "dims": dims, "grpc_port": port, "http_port": free_port(),
                             "metrics_port": free_port(), "ort_threads": args.ort_threads,
-                            "max_batch": args.triton_max_batch, "log_file": str(logs / "tritonserver.log")}
+                            "max_batch": args.triton_max_batch, "log_file": str(logs / "tritonserver.log"),
+                            "workspace": str(work / "pytriton-workspace")}
                     script = work / "triton_server.py"
                     script.write_text(TRITON_SERVER)
                     # Triton's Python-backend stub embeds libpython3.X.so from the loader's path
