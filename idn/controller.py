@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from idn.catalog import Catalog
 from idn.client import ControlClient
 from idn.demand import Demand, RequestClass, class_id
-from idn.network import push_plan
+from idn.network import call, push_plan
 from idn.placement import solve
 from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.problem import PlacementOptions
 from idn.plan import Plan
+from idn.tls import TLSFiles
 from idn.topology import Topology
 
 
@@ -85,13 +87,15 @@ class Controller:
     method: str = "highs"
     min_gain: float = 0.05
     plan: Plan | None = None  # what the network runs (as far as this controller applied it)
+    tls: TLSFiles | None = None
     _cursors: dict[str, int] = field(default_factory=dict)
 
     def read_stats(self) -> list:
+        """Every node's stats window since the last round (a node that fails raises NodeCallError naming it)."""
         windows = []
         for nid, addr in self.addresses.items():
-            with ControlClient(addr, self.token) as c:
-                w = c.stats(self._cursors.get(nid, 0))
+            with ControlClient(addr, self.token, tls=self.tls) as c:
+                w = call(nid, addr, self.tls, partial(c.stats, self._cursors.get(nid, 0)), "reading its stats")
             self._cursors[nid] = w.cursor
             windows.append(w)
         return windows
@@ -105,6 +109,6 @@ class Controller:
         d = decide(current, outcome.evaluation, self.min_gain)
         if not d.apply:
             return StepResult(demand, d)
-        version, _ = push_plan(outcome.plan, self.topology, self.addresses, self.token)
+        version, _ = push_plan(outcome.plan, self.topology, self.addresses, self.token, tls=self.tls)
         self.plan = outcome.plan.with_version(version)
         return StepResult(demand, d, version)

@@ -9,6 +9,7 @@ import typer
 import yaml
 
 from idn.cli.app import app
+from idn.cli.common import fail
 from idn.config import ConfigError
 from idn.k8s import render
 
@@ -28,7 +29,7 @@ def k8s(
     try:
         objects = render(topology, image, namespace, catalog, token_secret)
     except ConfigError as e:
-        raise typer.BadParameter(str(e), param_hint="TOPOLOGY") from None
+        raise fail(str(e)) from None
     text = yaml.safe_dump_all(objects, sort_keys=False)
     if topology_out is not None:
         topology_out.write_text(objects[0]["data"]["topology.yaml"])
