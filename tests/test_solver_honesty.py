@@ -390,3 +390,15 @@ def test_explainer_survives_a_budget_at_the_boundary_without_latency_slo():
             solve(topo, cat, dem, PlacementOptions(alpha=10.0, rho=1.0, budget=budget))
         except InfeasibleProblem as e:
             assert "budget" in str(e) and "max_latency_ms=None" not in str(e)
+
+
+def test_explainer_uses_the_solvers_p95_raised_to_p50():
+    """A noisy profile with p95 < p50: solver and explainer both check p50 (10 ms), not the raw p95 (5 ms)."""
+    d = {"mem": (64.0, 3.0, 3.0, 1.0), "cores": (4.0, 4.0, 4.0), "price": (1.0, 1.0, 1.0),
+         "slow": (1.0, 1.0, 1.0), "delay": (20.0, 20.0, 1.0), "overhead": 0.0, "edge2": False,
+         "tasks": {"a": [(1.0, 0.9, 10.0, 5.0)]}, "classes": [("edge", "a", 10.0, 8.0, None)]}
+    topo, cat, dem = _instance(d)
+    assert enumerate_optimum(topo, cat, dem, PlacementOptions(alpha=10.0)) == math.inf
+    with pytest.raises(InfeasibleProblem) as e:
+        solve(topo, cat, dem, PlacementOptions(alpha=10.0))
+    assert "a0 at edge with 10.0 ms (p95 compute 10.0 ms" in str(e.value) and "> max_latency_ms=8" in str(e.value)
