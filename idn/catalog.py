@@ -155,10 +155,11 @@ def _tensor_specs(f: Fields, key: str) -> tuple[TensorSpec, ...]:
         t = Fields(item, f.file, f"{f.path(key)}[{i}]")
         dt = t.req("datatype", str)
         if dt not in DATATYPES:
-            raise t.error("datatype", f"unknown datatype {dt!r}", f"use one of {sorted(DATATYPES)}")
+            raise t.error("datatype", f"unknown datatype {dt!r}", f"use one of {', '.join(sorted(DATATYPES))}")
         shape = t.req("shape", list)
         if not all(isinstance(d, int) and not isinstance(d, bool) and -1 <= d < 2**31 for d in shape):
-            raise t.error("shape", f"dimensions must be integers >= -1, got {shape}")
+            raise t.error("shape", f"dimensions must be integers >= -1, got {shape}",
+                          "write integer sizes, -1 for a dynamic one, e.g. [-1, 64]")
         specs.append(TensorSpec(t.req("name", str), dt, tuple(shape)))
     return tuple(specs)
 
@@ -174,9 +175,10 @@ def _latency(f: Fields) -> dict[str, dict[str, dict[int, LatencyPoint]]]:
             points = {}
             for batch in mf.data:
                 if not isinstance(batch, int) or batch < 1:
-                    raise mf.error(str(batch), "batch sizes must be positive integers")
+                    raise mf.error(str(batch), "batch sizes must be positive integers",
+                                   "key each point by its batch size")
                 pf = mf.sub(batch)
-                points[batch] = LatencyPoint(pf.positive("p50_ms"), pf.positive("p95_ms"))
+                points[batch] = LatencyPoint(pf.positive("p50_ms", maximum=1e6), pf.positive("p95_ms", maximum=1e6))
             out[str(hw)][mode] = points
     return out
 
@@ -263,7 +265,7 @@ def parse_catalog(doc: Any, file: str | Path | None = None, verify_hashes: bool 
             acc = vf.sub("accuracy")
             top1 = acc.req("top1", float)
             if not 0.0 <= top1 <= 1.0:
-                raise acc.error("top1", f"must be within [0, 1], got {top1}")
+                raise acc.error("top1", f"must be within [0, 1], got {top1}", "accuracy is a fraction, e.g. 0.93")
             source, reference = _accuracy_source(acc)
             variants[vname] = Variant(
                 name=str(vname), task=str(tname), path=path, sha256=sha,

@@ -18,6 +18,9 @@ from typing import Any, TypeVar
 
 import yaml
 
+# libyaml's parser when PyYAML was built with it (9x faster on the zoo's catalog), the same safe subset.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 T = TypeVar("T")
 D = TypeVar("D")
 N = TypeVar("N", int, float)
@@ -47,7 +50,7 @@ def read_document(path: str | Path) -> Any:
     except IsADirectoryError:
         raise ConfigError(p, "<file>", "is a folder, not a file", "give the path of the file") from None
     except OSError as e:
-        raise ConfigError(p, "<file>", f"cannot read: {e.strerror}") from None
+        raise ConfigError(p, "<file>", f"cannot read: {e.strerror}", "check the path and its permissions") from None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -58,12 +61,13 @@ def read_document(path: str | Path) -> Any:
     try:
         if p.suffix == ".json":
             return json.loads(text)
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506  # a safe loader (C or Python)
     except (yaml.YAMLError, json.JSONDecodeError) as e:
         raise ConfigError(p, "<file>", f"not valid {kind}: {' '.join(str(e).split())}",
                           f"fix the {kind} syntax at the position shown") from None
     except (ValueError, RecursionError) as e:  # e.g. JSON's NaN/Infinity spellings, absurd nesting
-        raise ConfigError(p, "<file>", f"not valid {kind}: {e}") from None
+        raise ConfigError(p, "<file>", f"not valid {kind}: {e}",
+                          f"write plain {kind} (numbers, not NaN or Infinity)") from None
 
 
 def sha256_file(path: str | Path) -> str:
@@ -103,7 +107,8 @@ class Fields:
 
     def __init__(self, data: Any, file: str | Path | None, where: str):
         if not isinstance(data, Mapping):
-            raise ConfigError(file, where or "<root>", f"expected a mapping, got {type(data).__name__}")
+            raise ConfigError(file, where or "<root>", f"expected a mapping, got {type(data).__name__}",
+                              "write `key: value` lines here" + ("" if where else " (is the file empty?)"))
         self.data = data
         self.file = file
         self.where = where
@@ -134,10 +139,15 @@ class Fields:
 
     def positive(self, key: str,
                  typ: type[N] = float,  # type: ignore[assignment]  # a constrained TypeVar's default
-                 default: N | None = None, allow_zero: bool = False) -> N:
+                 default: N | None = None, allow_zero: bool = False, maximum: float | None = None) -> N:
+        """A number > 0 (>= 0 with ``allow_zero``), at most ``maximum`` (sizes beyond any real system
+        only make the solver's numbers ill-conditioned)."""
         v = self.req(key, typ) if default is None else self.opt(key, typ, default)
         if v < 0 or (v == 0 and not allow_zero):
-            raise self.error(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}")
+            raise self.error(key, f"must be {'>= 0' if allow_zero else '> 0'}, got {v}",
+                             f"write a number {'>= 0' if allow_zero else '> 0'}")
+        if maximum is not None and v > maximum:
+            raise self.error(key, f"must be <= {maximum:g}, got {v:g}", "check the unit of this field")
         return v
 
     def ident(self, key: str, what: str = "id") -> str:
@@ -159,16 +169,17 @@ class Fields:
         and integers must fit in 64 bits (what the wire formats carry)."""
         if typ is float and isinstance(value, int) and not isinstance(value, bool):
             if abs(value) > 1e300:
-                raise self.error(key, f"number out of range: {value}")
+                raise self.error(key, f"number out of range: {value}", "write a plain number")
             return float(value)  # type: ignore[return-value]  # typ is float, so T is float
         if typ in (int, float) and isinstance(value, bool):
-            raise self.error(key, f"expected {_TYPE_NAMES[typ]}, got {value!r}")
+            raise self.error(key, f"expected {_TYPE_NAMES[typ]}, got {value!r}", f"write {_TYPE_NAMES[typ]}")
         if typ is int and isinstance(value, float) and value.is_integer() and math.isfinite(value):
             raise self.error(key, f"expected {_TYPE_NAMES[int]}, got {value!r}", f"write {int(value)}")
         if not isinstance(value, typ):
-            raise self.error(key, f"expected {_TYPE_NAMES.get(typ, typ.__name__)}, got {value!r}")
+            raise self.error(key, f"expected {_TYPE_NAMES.get(typ, typ.__name__)}, got {value!r}",
+                             f"write {_TYPE_NAMES.get(typ, typ.__name__)}")
         if typ is float and not math.isfinite(value):  # type: ignore[arg-type]  # typ is float: value is one
             raise self.error(key, f"must be a finite number, got {value!r}", "write a plain number")
         if typ is int and not -INT64_MAX - 1 <= value <= INT64_MAX:  # type: ignore[operator]  # an int here
-            raise self.error(key, f"integer out of range (64 bits): {value}")
+            raise self.error(key, f"integer out of range (64 bits): {value}", "write a smaller integer")
         return value

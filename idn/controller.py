@@ -43,6 +43,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import grpc
@@ -50,13 +51,14 @@ import grpc
 from idn.catalog import Catalog
 from idn.client import ControlClient
 from idn.demand import Demand, RequestClass, class_id
-from idn.network import push_plan
+from idn.network import NodeCallError, call, push_plan
 from idn.placement import solve
 from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.moves import Moves
 from idn.placement.problem import PlacementOptions
 from idn.plan import Plan, parse_plan
 from idn.subtopology import live_topology
+from idn.tls import TLSFiles
 from idn.topology import Topology
 
 log = logging.getLogger("idn.controller")
@@ -170,6 +172,7 @@ class Controller:
     on_event: Callable[[Event], None] | None = None
     down: set[str] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
+    tls: TLSFiles | None = None
     _cursors: dict[str, int] = field(default_factory=dict)
     _last_seen: dict[str, float] = field(default_factory=dict)
     _planned_live: frozenset[str] | None = None  # the live nodes self.plan was made for
@@ -180,12 +183,12 @@ class Controller:
         best: tuple[int, str] = (0, "")
         for nid, addr in self.addresses.items():
             try:
-                with ControlClient(addr, self.token, timeout=self.timeout_s) as c:
-                    self._cursors[nid] = c.stats(0).cursor
-                    st = c.plan()
-            except grpc.RpcError as e:
-                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise
+                with ControlClient(addr, self.token, timeout=self.timeout_s, tls=self.tls) as c:
+                    self._cursors[nid] = call(nid, addr, self.tls, partial(c.stats, 0), "reading its stats").cursor
+                    st = call(nid, addr, self.tls, c.plan, "reading its plan")
+            except NodeCallError as e:
+                if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise  # a wrong token or a broken node is not "down": say so, naming the node
                 continue  # down now: read_stats notices and reports it
             self._last_seen[nid] = time.monotonic()
             if st.version > best[0]:
@@ -206,12 +209,12 @@ class Controller:
         windows, errors = [], {}
         for nid, addr in self.addresses.items():
             try:
-                with ControlClient(addr, self.token, timeout=self.timeout_s) as c:
-                    w = c.stats(self._cursors.get(nid, 0))
-            except grpc.RpcError as e:
-                if e.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise  # a wrong token or a broken node is not "down": say so
-                errors[nid] = f"{e.code().name}: {e.details()}"
+                with ControlClient(addr, self.token, timeout=self.timeout_s, tls=self.tls) as c:
+                    w = call(nid, addr, self.tls, partial(c.stats, self._cursors.get(nid, 0)), "reading its stats")
+            except NodeCallError as e:
+                if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise  # a wrong token or a broken node is not "down": say so, naming the node
+                errors[nid] = f"{e.code.name}: {e.details}"
                 continue
             self._cursors[nid] = w.cursor
             self._last_seen[nid] = time.monotonic()
@@ -262,7 +265,7 @@ class Controller:
         t1 = time.monotonic()
         failed = set(down)
         version, _ = push_plan(outcome.plan, self.topology, self.addresses, self.token, down=failed,
-                               timeout_s=self.timeout_s)
+                               timeout_s=self.timeout_s, tls=self.tls)
         apply_s = time.monotonic() - t1
         for n in sorted(failed - down):
             self._event("down", n, "stopped answering while the plan was applied; re-planning next round")

@@ -26,7 +26,6 @@ the signature's), a mapping ``{request, response}`` sets both.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from idn.config import INT64_MAX, Fields, read_document
 from idn.latency import Payload, task_payload
 from idn.topology import Topology
 
+MAX_RATE = 1e6  # requests per second per class: beyond it the solver's numbers lose meaning
 _CLASS_KEYS = {"id", "ingress", "task", "rate", "max_latency_ms", "min_accuracy", "payload_bytes"}
 
 
@@ -97,11 +97,11 @@ def parse_demand(doc: Any, file: str | Path | None, topology: Topology, catalog:
         if task not in catalog.tasks:
             raise f.error("task", f"unknown task {task!r}", f"use a catalog task: {', '.join(catalog.tasks)}")
         rate = f.req("rate", float)
-        if not (rate > 0 and math.isfinite(rate)):
-            raise f.error("rate", f"must be > 0 and finite, got {rate}",
+        if not (0 < rate <= MAX_RATE):
+            raise f.error("rate", f"must be > 0 and <= {MAX_RATE:g}, got {rate:g}",
                           "rates are requests per second; drop a class that has no traffic")
         lat = f.opt("max_latency_ms", float, None)
-        if lat is not None and not (lat > 0 and math.isfinite(lat)):
+        if lat is not None and not (0 < lat <= 1e9):
             raise f.error("max_latency_ms", f"must be a positive number, got {lat}", "omit it for no latency SLO")
         acc = f.opt("min_accuracy", float, None)
         if acc is not None and not 0.0 <= acc <= 1.0:

@@ -245,6 +245,16 @@ class LatencyModel:
         return Prediction(h.delay_ms, size * h.ms_per_byte, t50, t95)
 
 
+def check_profiles(topology: Topology, catalog: Catalog) -> None:
+    """Refuse a topology/catalog pair in which some node cannot predict some variant's time (the
+    ConfigError names the file that is wrong, see :func:`base_compute_ms`). A node's router and the
+    solver need every such prediction; finding out here beats finding out at the first request."""
+    model = LatencyModel(topology, catalog)
+    for nid in topology.nodes:
+        for v in catalog.variants.values():
+            model.compute_times(nid, v)
+
+
 def meets_latency(prediction: Prediction, max_latency_ms: float | None, tolerance: float = 0.0) -> bool:
     """The SLO check every component uses: p95 latency within ``max_latency_ms`` (x (1 + tolerance))."""
     return max_latency_ms is None or prediction.latency_p95_ms <= max_latency_ms * (1.0 + tolerance)

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -32,6 +34,7 @@ from idn.config import ConfigError
 from idn.demand import Demand, RequestClass
 from idn.protocol import params as P
 from idn.protos import grpc_service_pb2 as pb
+from idn.tls import TLSFiles, aio_channel
 from idn.topology import Topology
 from idn.zoo.samples import INPUTS_KEY, LABELS_KEY  # the sample file format has one owner
 
@@ -57,16 +60,25 @@ class Samples:
         return self.inputs[i:i + 1]
 
 
-def load_samples(task: Task) -> Samples:
-    """The task's held-out samples (``catalog.tasks.<task>.samples``, an .npz)."""
+def load_samples(task: Task, catalog_file: str | Path | None = None) -> Samples:
+    """The task's held-out samples (``catalog.tasks.<task>.samples``, an .npz); errors name the catalog
+    (``catalog_file``) when the entry is wrong, the .npz when its contents are."""
     if task.samples is None:
-        raise ConfigError(None, f"tasks.{task.name}.samples", "the task has no held-out samples",
+        raise ConfigError(catalog_file, f"tasks.{task.name}.samples", "the task has no held-out samples",
                           "build the zoo (`idn models build`) or give the catalog a samples .npz")
     if not task.samples.is_file():
-        raise ConfigError(None, f"tasks.{task.name}.samples", f"{task.samples} does not exist",
+        raise ConfigError(catalog_file, f"tasks.{task.name}.samples", f"{task.samples} does not exist",
                           "build the zoo (`idn models build`) or fix the path in the catalog")
     input_name = task.inputs[0].name
-    with np.load(task.samples, allow_pickle=False) as z:
+    try:
+        z = np.load(task.samples, allow_pickle=False)
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise ConfigError(task.samples, "<file>", f"not a NumPy .npz archive ({e})",
+                          "point the catalog's samples at the .npz `idn models build` wrote") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ConfigError(task.samples, "<file>", "a single array, not an .npz archive",
+                          f"store the inputs under {INPUTS_KEY!r} and labels under {LABELS_KEY!r} in an .npz")
+    with z:
         if INPUTS_KEY not in z.files:
             raise ConfigError(task.samples, INPUTS_KEY, f"no array named {INPUTS_KEY!r} (has {z.files})",
                               f"store the inputs (batch-first) under {INPUTS_KEY!r}, as `idn models build` does")
@@ -232,23 +244,46 @@ def plan_load(topology: Topology, catalog: Catalog, demand: Demand, seed: int = 
     for rc in demand.classes:
         task = catalog.tasks[rc.task]
         if rc.task not in samples:
-            samples[rc.task] = load_samples(task)
+            samples[rc.task] = load_samples(task, catalog.path)
         addr = (addresses or {}).get(rc.ingress) or topology.node(rc.ingress).address
         loads.append(ClassLoad.build(rc, addr, task, samples[rc.task], rng))
     return loads
 
 
-async def run_load(loads: list[ClassLoad], options: LoadOptions) -> LoadReport:
-    """Drive every class open-loop for warmup + duration seconds, then wait for stragglers."""
+class IngressUnavailable(ConnectionError):
+    """Ingresses that did not accept a connection in time: ``down`` maps each address to its classes."""
+
+    def __init__(self, down: dict[str, list[RequestClass]], timeout_s: float):
+        self.down, self.timeout_s = down, timeout_s
+        names = "; ".join(f"{cs[0].ingress} ({addr})" for addr, cs in down.items())
+        super().__init__(f"ingress(es) not accepting connections within {timeout_s:g} s: {names}")
+
+
+async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles | None = None) -> LoadReport:
+    """Drive every class open-loop for warmup + duration seconds, then wait for stragglers.
+
+    Raises IngressUnavailable, naming every ingress that does not accept a connection
+    within the request timeout, before any load is sent."""
     channels: dict[str, grpc.aio.Channel] = {}
     calls = {}
     for ld in loads:
         if ld.address not in channels:
-            channels[ld.address] = ch = grpc.aio.insecure_channel(ld.address)
+            channels[ld.address] = ch = aio_channel(ld.address, tls, [])
             calls[ld.address] = ch.unary_unary(MODEL_INFER, request_serializer=None,
                                                response_deserializer=pb.ModelInferResponse.FromString)
+
+    async def ready(ch: grpc.aio.Channel) -> bool:
+        try:
+            await asyncio.wait_for(ch.channel_ready(), options.timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
     try:
-        await asyncio.gather(*(asyncio.wait_for(ch.channel_ready(), options.timeout_s) for ch in channels.values()))
+        ok = await asyncio.gather(*(ready(ch) for ch in channels.values()))
+        down = [addr for addr, up in zip(channels, ok) if not up]
+        if down:
+            raise IngressUnavailable({a: [ld.cls for ld in loads if ld.address == a] for a in down}, options.timeout_s)
         driver = _Driver(loads, calls, options)
         return await driver.run()
     finally:

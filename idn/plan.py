@@ -234,7 +234,7 @@ def parse_plan(doc: Any, file: str | Path | None = None) -> Plan:
     for node, vs in pf.data.items():
         node = str(node)
         if not isinstance(vs, list) or not all(isinstance(v, str) and v for v in vs):
-            raise pf.error(node, f"expected a list of variant names, got {vs!r}")
+            raise pf.error(node, f"expected a list of variant names, got {vs!r}", f"write `{node}: [variant, ...]`")
         if len(set(vs)) != len(vs):
             raise pf.error(node, "a variant is listed twice", "list each variant once per node")
         placements[node] = tuple(vs)

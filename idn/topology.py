@@ -67,6 +67,7 @@ from typing import Any
 from idn.config import ConfigError, Fields, read_document
 
 TIERS = ("edge", "regional", "cloud")
+MAX_MS = 1e6  # delays and overheads beyond 1000 s are a unit mistake, and ill-condition the solver
 _NODE_KEYS = {"id", "tier", "address", "mem_mb", "cores", "hardware_class", "price", "repository", "overhead_ms",
               "parent", "slowdown"}
 _LINK_KEYS = {"a", "b", "delay_ms", "bandwidth_mbps", "backup"}
@@ -298,8 +299,8 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
     root = Fields(doc, file, "")
     root.check_keys({"nodes", "links", "hardware_class", "overhead_ms", "hop_overhead_ms", "name", "description"})
     default_hw = _hardware_class(root, None)
-    default_overhead = root.positive("overhead_ms", float, default=0.0, allow_zero=True)
-    hop_overhead = root.positive("hop_overhead_ms", float, default=0.0, allow_zero=True)
+    default_overhead = root.positive("overhead_ms", float, default=0.0, allow_zero=True, maximum=MAX_MS)
+    hop_overhead = root.positive("hop_overhead_ms", float, default=0.0, allow_zero=True, maximum=MAX_MS)
     raw_nodes = root.req("nodes", list)
     if not raw_nodes:
         raise root.error("nodes", "no nodes defined", "add at least one node with `repository: true`")
@@ -320,16 +321,16 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
         if addr in addresses:
             raise f.error("address", f"{addr} already used by node {addresses[addr]!r}", "use a distinct port")
         addresses[addr] = nid
-        slowdown = f.positive("slowdown", float, default=1.0)
-        price = f.positive("price", float, default=1.0, allow_zero=True)
+        slowdown = f.positive("slowdown", float, default=1.0, maximum=1e6)
+        price = f.positive("price", float, default=1.0, allow_zero=True, maximum=1e9)
         nodes[nid] = Node(
             id=nid, tier=tier, address=addr,
-            mem_mb=f.positive("mem_mb", float), cores=f.positive("cores", float),
+            mem_mb=f.positive("mem_mb", float, maximum=1e12), cores=f.positive("cores", float, maximum=1e6),
             hardware_class=_hardware_class(f, default_hw),
             price=price, repository=f.opt("repository", bool, False),
             parent=f.opt("parent", str, None),
             slowdown=slowdown, overhead_ms=f.positive("overhead_ms", float, default=default_overhead,
-                                                      allow_zero=True),
+                                                      allow_zero=True, maximum=MAX_MS),
         )
     links: list[Link] = []
     seen: set[frozenset[str]] = set()
@@ -346,8 +347,10 @@ def parse_topology(doc: Any, file: str | Path | None = None) -> Topology:
         if pair in seen:
             raise f.error("b", f"duplicate link between {a!r} and {b!r}", "keep one link per pair")
         seen.add(pair)
-        delay = f.positive("delay_ms", float, allow_zero=True)
+        delay = f.positive("delay_ms", float, allow_zero=True, maximum=MAX_MS)
         bw = f.opt("bandwidth_mbps", float, None)
+        if bw is not None and bw > 1e9:
+            raise f.error("bandwidth_mbps", f"must be <= 1e9 Mb/s, got {bw:g}", "bandwidth is in Mb/s")
         if bw is not None and bw <= 0:
             raise f.error("bandwidth_mbps", f"must be > 0, got {bw}", "omit it for a link with no transfer cost")
         links.append(Link(a, b, delay, bw, backup=f.opt("backup", bool, False)))

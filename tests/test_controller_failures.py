@@ -16,7 +16,7 @@ from idn import network
 from idn.client import Client
 from idn.controller import Controller
 from idn.launcher import restart_node, start_network, stop_nodes
-from idn.network import push_plan
+from idn.network import NodeCallError, push_plan
 from idn.protos import control_pb2 as cpb
 from idn.subtopology import live_topology
 from idn.topology import load_topology
@@ -54,7 +54,7 @@ class FakeControl:
     calls: list = []
     dies: dict = {}
 
-    def __init__(self, address, token, timeout=None):
+    def __init__(self, address, token, timeout=None, tls=None):
         self.node = address
 
     def info(self):
@@ -84,7 +84,7 @@ def test_three_phase_apply_tolerates_a_node_that_dies_between_phases(monkeypatch
     monkeypatch.setattr(network, "ControlClient", FakeControl)
     FakeControl.calls, FakeControl.dies = [], {"regional": "COMMIT"}
     addresses = {n: n for n in t.nodes}
-    with pytest.raises(grpc.RpcError):  # without `down`, a failure is the caller's
+    with pytest.raises(NodeCallError):  # without `down`, a failure is the caller's, naming the node
         push_plan(plan(), t, addresses, "tok")
     FakeControl.calls = []
     down = {"r2"}

@@ -74,9 +74,15 @@ def test_a_node_that_cannot_start_stops_the_others_and_shows_its_log(workdir: Pa
     doc = yaml.safe_load(topo.read_text())
     edge = next(n for n in doc["nodes"] if n["id"] == "edge")
     host, port = edge["address"].rsplit(":", 1)
-    with socket.socket() as blocker:  # the edge's port is taken: its node fails to bind
+    with socket.socket() as blocker:  # something answers at the edge's address: refused before starting
         blocker.bind((host, int(port)))
         blocker.listen()
+        with pytest.raises(LaunchError) as e:
+            start_network(topo, catalog=workdir / "catalog.yaml", run_dir=workdir / "run", ready_timeout_s=20)
+        assert f"edge's address {host}:{port} is in use by pid {os.getpid()}" in str(e.value)
+        assert not (workdir / "run" / "cloud.log").exists()  # nothing was started
+    with socket.socket() as blocker:  # the edge's port is bound, not listening: its node fails to bind
+        blocker.bind((host, int(port)))
         with pytest.raises(LaunchError) as e:
             start_network(topo, catalog=workdir / "catalog.yaml", run_dir=workdir / "run", ready_timeout_s=20)
     msg = str(e.value)

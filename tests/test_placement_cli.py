@@ -73,4 +73,4 @@ def test_bad_file_names_field(tmp_path):
     (tmp_path / "demand.yaml").write_text("classes: [{ingress: nowhere, task: digits, rate: 1}]\n")
     r = CliRunner().invoke(app, args)
     text = " ".join(r.output.split())
-    assert r.exit_code == 2 and "classes[0].ingress" in text and "unknown node" in text
+    assert r.exit_code == 1 and "classes[0].ingress" in text and "unknown node" in text

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
 import grpc
 import numpy as np
 import typer
-from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from idn.catalog import Catalog, default_catalog_path, load_catalog
 from idn.cli.app import app
+from idn.cli.common import TlsCaOpt, TlsCertOpt, TlsKeyOpt, address, console, fail, number, tls_files
 from idn.client import Client
 from idn.config import ConfigError
 from idn.demand import load_demand
 from idn.loadgen import (
+    IngressUnavailable,
     LoadOptions,
     LoadReport,
     answer_output,
@@ -30,21 +31,11 @@ from idn.loadgen import (
     slo_parameters,
     top_class,
 )
+from idn.network import rpc_hint, speaks_tls
 from idn.protocol import params as P
-from idn.tls import TLSFiles
 from idn.topology import load_topology
 
-# Wide tables when piped (rich would assume 80 columns); a terminal keeps its own width.
-_WIDTH = shutil.get_terminal_size((160, 40)).columns
-out = Console(width=_WIDTH)
-err = Console(stderr=True, width=_WIDTH)
-
 CatalogOpt = Annotated[Optional[Path], typer.Option(help="catalog.yaml (default models/catalog.yaml)")]
-
-
-def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
 
 
 def _catalog(path: Path | None) -> Catalog:
@@ -62,24 +53,26 @@ def _label(task_labels: tuple[str, ...], k: int | None) -> str:
 
 @app.command("infer")
 def infer(
-    to: Annotated[str, typer.Option("--to", help="HOST:PORT of the node to send to (normally an edge)")],
+    to: Annotated[str, typer.Option("--to", help="HOST:PORT of the node to send to (normally an edge)",
+                                    callback=address)],
     task: Annotated[str, typer.Option(help="task (or a variant name, to pin it)")],
-    sample: Annotated[Optional[int], typer.Option(help="index into the task's held-out samples")] = None,
+    sample: Annotated[Optional[int], typer.Option(help="index into the task's held-out samples",
+                                                  callback=number(0))] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help=".npy input, one sample or a batch of one")] = None,
-    max_latency_ms: Annotated[Optional[float], typer.Option(help="request SLO: latency bound")] = None,
-    min_accuracy: Annotated[Optional[float], typer.Option(help="request SLO: accuracy floor")] = None,
-    timeout: Annotated[float, typer.Option(help="gRPC deadline, seconds")] = 10.0,
+    max_latency_ms: Annotated[Optional[float], typer.Option(help="request SLO: latency bound",
+                                                            callback=number(0, strict_min=True))] = None,
+    min_accuracy: Annotated[Optional[float], typer.Option(help="request SLO: accuracy floor",
+                                                          callback=number(0, 1))] = None,
+    timeout: Annotated[float, typer.Option(help="gRPC deadline, seconds", callback=number(0, strict_min=True))] = 10.0,
     catalog: CatalogOpt = None,
-    tls_ca: Annotated[Optional[Path], typer.Option(help="PEM CA to verify a TLS node with")] = None,
-    tls_cert: Annotated[Optional[Path], typer.Option(help="PEM client certificate (for mutual TLS)")] = None,
-    tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert")] = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Send one request; print the answer, the true label when known, and who served it."""
+    out = console()
     cat = _catalog(catalog)
-    try:
-        tls = TLSFiles.load(tls_cert, tls_key, tls_ca)
-    except ConfigError as e:
-        raise fail(str(e)) from None
+    tls = tls_files(tls_cert, tls_key, tls_ca)
     task_name = task if task in cat.tasks else cat.variants[task].task if task in cat.variants else None
     if task_name is None:
         raise fail(f"--task {task!r}: not a task or variant of the catalog (tasks: {', '.join(cat.tasks)})")
@@ -100,7 +93,7 @@ def infer(
         where = str(input)
     else:
         try:
-            s = load_samples(t)
+            s = load_samples(t, cat.path)
         except ConfigError as e:
             raise fail(str(e)) from None
         assert sample is not None  # either --input or --sample, checked above
@@ -114,10 +107,11 @@ def infer(
         with Client(to, timeout=timeout, tls=tls) as c:
             res = c.infer(task, {name: x}, [output], parameters=slo_parameters(max_latency_ms, min_accuracy))
     except grpc.RpcError as e:
-        raise fail(f"{to}: {e.code().name}: {e.details()}") from None
+        hint = rpc_hint(e.code(), e.details() or "", to, tls is not None)
+        raise fail(f"{to}: {e.code().name}: {e.details()}" + (f" (fix: {hint})" if hint else "")) from None
     answer = top_class(res.outputs[output])
     right = "" if truth is None else ("  [green]correct[/green]" if answer == truth else "  [red]wrong[/red]")
-    out.print(f"input:    {where}", highlight=False)
+    out.print(f"input:    {escape(where)}", highlight=False)
     out.print(f"answer:   {_label(t.labels, answer)}{right}", highlight=False)
     out.print(f"label:    {_label(t.labels, truth) if truth is not None else 'unknown'}", highlight=False)
     acc = f"{res.accuracy:.3f}" if res.accuracy is not None else "?"
@@ -140,16 +134,16 @@ def render_load_report(report: LoadReport, title: str) -> Table:
     t = Table(title=title)
     for col in ("class", "sent", "ok", "errors", "p50 ms", "p95 ms", "p99 ms", "mean ms", "accuracy", "SLO met",
                 "served by"):
-        t.add_column(col, justify="right" if col not in ("class", "served by", "errors") else "left")
+        t.add_column(col, justify="right" if col not in ("class", "served by", "errors") else "left", overflow="fold")
     for c in [*report.classes, report.overall]:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(c.errors.items()))
         if c.dropped:
             errors = (errors + ", " if errors else "") + f"dropped {c.dropped}"
         served = ", ".join(f"{k} {100 * v:.0f}%" for k, v in sorted(c.served_by.items(), key=lambda kv: -kv[1]))
-        name = c.class_id if c.class_id != "all" else "[bold]all[/bold]"
-        t.add_row(name, str(c.sent), str(c.ok), errors or "-", _ms(c.latency.p50_ms), _ms(c.latency.p95_ms),
+        name = escape(c.class_id) if c.class_id != "all" else "[bold]all[/bold]"
+        t.add_row(name, str(c.sent), str(c.ok), escape(errors) or "-", _ms(c.latency.p50_ms), _ms(c.latency.p95_ms),
                   _ms(c.latency.p99_ms), _ms(c.latency.mean_ms), _pct(c.accuracy), _pct(c.slo_met),
-                  served if c.class_id != "all" else "")
+                  escape(served) if c.class_id != "all" else "")
     return t
 
 
@@ -157,20 +151,27 @@ def render_load_report(report: LoadReport, title: str) -> Table:
 def loadgen(
     topology: Annotated[Path, typer.Option(help="topology: where each class's ingress listens")],
     demand: Annotated[Path, typer.Option(help="demand: request classes and their rates")],
-    duration: Annotated[float, typer.Option(help="seconds of counted load (after the warm-up)")] = 10.0,
-    warmup: Annotated[float, typer.Option(help="seconds of load sent first and not counted")] = 1.0,
-    seed: Annotated[int, typer.Option(help="seed of arrivals and sample order")] = 0,
+    duration: Annotated[float, typer.Option(help="seconds of counted load (after the warm-up)",
+                                            callback=number(0, strict_min=True))] = 10.0,
+    warmup: Annotated[float, typer.Option(help="seconds of load sent first and not counted",
+                                          callback=number(0))] = 1.0,
+    seed: Annotated[int, typer.Option(help="seed of arrivals and sample order", callback=number(0, 2**32 - 1))] = 0,
     max_outstanding: Annotated[int, typer.Option(help="bound on requests in flight; arrivals over it are "
-                                                 "counted as dropped")] = 256,
-    timeout: Annotated[float, typer.Option(help="gRPC deadline of each request, seconds")] = 5.0,
-    scale: Annotated[float, typer.Option(help="multiply every class's rate")] = 1.0,
+                                                 "counted as dropped", callback=number(1))] = 256,
+    timeout: Annotated[float, typer.Option(help="gRPC deadline of each request, seconds",
+                                           callback=number(0, strict_min=True))] = 5.0,
+    scale: Annotated[float, typer.Option(help="multiply every class's rate", callback=number(0, strict_min=True))]
+    = 1.0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report as JSON here")] = None,
     catalog: CatalogOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Open-loop Poisson load per request class; per class latency percentiles, accuracy, who served."""
+    out, err = console(), console(stderr=True)
     cat = _catalog(catalog)
-    if duration <= 0 or scale <= 0 or max_outstanding < 1:
-        raise fail("--duration and --scale must be > 0, --max-outstanding >= 1")
+    tls = tls_files(tls_cert, tls_key, tls_ca)
     try:
         topo = load_topology(topology)
         dem = load_demand(demand, topo, cat)
@@ -181,14 +182,22 @@ def loadgen(
     opts = LoadOptions(duration_s=duration, warmup_s=warmup, seed=seed, max_outstanding=max_outstanding,
                        timeout_s=timeout)
     err.print(f"loadgen: {len(loads)} classes, {dem.total_rate:.1f} req/s total, {warmup:g} s warm-up + "
-              f"{duration:g} s", highlight=False)
+              f"{duration:g} s", highlight=False, markup=False)
     try:
-        report = asyncio.run(run_load(loads, opts))
-    except TimeoutError:
-        raise fail(f"an ingress of {topology} did not accept a connection within {timeout:g} s "
-                   f"(is the network up? `idn up {topology}`)") from None
-    out.print(render_load_report(report, f"loadgen {demand.name}: {duration:g} s, seed {seed}"))
+        report = asyncio.run(run_load(loads, opts, tls))
+    except IngressUnavailable as e:
+        lines = []
+        for addr, classes in e.down.items():
+            tls_there = speaks_tls(addr)
+            why = ("it serves TLS: pass --tls-ca" if tls_there and tls is None else
+                   "it serves plaintext: drop the --tls-* options" if tls_there is False and tls is not None else
+                   "nothing answers there" if tls_there is None else "it does not complete the handshake")
+            lines.append(f"{classes[0].ingress} ({addr}, classes {', '.join(c.id for c in classes)}): {why}")
+        raise fail(f"{len(e.down)} ingress(es) of {topology} did not accept a connection within {timeout:g} s, "
+                   f"so no load was sent: {'; '.join(lines)} (fix: start them, `idn up {topology}` / "
+                   f"`idn status {topology}`, or leave their classes out of {demand})") from None
+    out.print(render_load_report(report, f"loadgen {escape(demand.name)}: {duration:g} s, seed {seed}"))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
-        out.print(f"report: {json_out}", highlight=False)
+        out.print(f"report: {escape(str(json_out))}", highlight=False)

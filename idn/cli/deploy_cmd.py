@@ -9,6 +9,7 @@ import typer
 import yaml
 
 from idn.cli.app import app
+from idn.cli.common import fail
 from idn.cluster import CATALOG_PATH, ClusterError, ResourcePolicy
 from idn.config import ConfigError
 
@@ -56,11 +57,11 @@ def k8s(
                          state_volume=state_volume, storage_class=storage_class, state_size=state_size)
         errors = [e for v in check_schema or [] for e in schema_errors(objects, v)]
     except ConfigError as e:
-        raise typer.BadParameter(str(e), param_hint="TOPOLOGY") from None
+        raise fail(str(e)) from None
     except ClusterError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise fail(str(e)) from None
     if errors:
-        raise typer.BadParameter("; ".join(errors), param_hint="--check-schema")
+        raise fail("--check-schema: " + "; ".join(errors))
     text = yaml.safe_dump_all(objects, sort_keys=False)
     if topology_out is not None:
         topology_out.write_text(objects[0]["data"]["topology.yaml"])

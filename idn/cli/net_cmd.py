@@ -5,53 +5,50 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
-import grpc
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from idn.catalog import default_catalog_path, load_catalog
+from idn.catalog import Catalog, default_catalog_path, load_catalog
 from idn.cli.app import app
+from idn.cli.common import TlsCaOpt, TlsCertOpt, TlsKeyOpt, choice, console, fail, number, say, table, tls_files
 from idn.config import ConfigError
+from idn.latency import check_profiles
 from idn.launcher import (
     RUN_ROOT,
     TOKEN_ENV,
     LaunchError,
     RunState,
     default_state_path,
+    find_node_pid,
     load_state,
-    pid_runs_node,
+    persisted_plans,
     start_network,
     stop_nodes,
 )
-from idn.network import node_statuses, push_plan
-from idn.placement import InfeasibleProblem, PlacementOptions
-from idn.plan import check_plan_against, load_plan
+from idn.network import NetworkError, node_statuses, push_plan
+from idn.placement import METHODS, NoPlan, PlacementOptions
+from idn.plan import check_plan, load_plan
 from idn.topology import Topology, load_topology
 
-# Wide tables when piped (rich would assume 80 columns); a terminal keeps its own width.
-_WIDTH = shutil.get_terminal_size((160, 40)).columns
-out = Console(width=_WIDTH)
-err = Console(stderr=True, width=_WIDTH)
-
+CONTROL_METHODS = tuple(m for m in METHODS if m not in ("repository", "smallest"))
 StateOpt = Annotated[Optional[Path], typer.Option("--state", help="state file of `idn up` "
                                                   "(default .idn/run/<topology>/state.json)")]
 TokenOpt = Annotated[Optional[str], typer.Option("--token", envvar=TOKEN_ENV,
                                                  help="control token (default: the one in the state file)")]
 
 
-def fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
-    return typer.Exit(1)
-
-
 def _topology(path: Path) -> Topology:
     try:
         return load_topology(path)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+
+
+def _catalog(path: Path | None) -> Catalog:
+    try:
+        return load_catalog(path or default_catalog_path())
     except ConfigError as e:
         raise fail(str(e)) from None
 
@@ -62,7 +59,10 @@ def _control_target(topology_path: Path, state: Path | None, token: str | None
     topo = _topology(topology_path)
     state_path = state or default_state_path(topology_path)
     if state_path.is_file():
-        st = load_state(state_path)
+        try:
+            st = load_state(state_path)
+        except LaunchError as e:
+            raise fail(str(e)) from None
         return topo, st.addresses, token or st.token
     if token is None:
         raise fail(f"no state file at {state_path} and no token: pass --token or set {TOKEN_ENV} "
@@ -77,41 +77,57 @@ def up(
     state: StateOpt = None,
     catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml (default models/catalog.yaml)")] = None,
     emulate: Annotated[bool, typer.Option(help="EMULATION: sleep link delays and apply node slowdowns")] = False,
-    timeout: Annotated[float, typer.Option(help="seconds to wait for every node to be ready")] = 60.0,
+    timeout: Annotated[float, typer.Option(help="seconds to wait for every node to be ready",
+                                           callback=number(0, strict_min=True))] = 60.0,
+    fresh: Annotated[bool, typer.Option("--fresh", help="forget the plans an earlier run left (nodes start with "
+                                        "none, or with --plan)")] = False,
 ) -> None:
-    """Start every node of a topology as local processes, wait until all are ready, write a state file."""
+    """Start every node of a topology as local processes, wait until all are ready, write a state file.
+
+    Nodes restore the plans an earlier run of this topology persisted (it says so);
+    --fresh starts without them."""
     topo = _topology(topology)
-    if plan is not None:
-        try:
-            check_plan_against(load_plan(plan), set(topo.nodes), _variant_names(catalog), str(plan))
-        except ConfigError as e:
-            raise fail(str(e)) from None
+    cat = _catalog(catalog)  # every node loads it: refuse a bad one here, naming it, not in six logs
+    try:
+        check_profiles(topo, cat)
+        if plan is not None:
+            check_plan(load_plan(plan), topo, cat, str(plan))
+    except ConfigError as e:
+        raise fail(str(e)) from None
     state_path = state or default_state_path(topology)
     if state_path.is_file():
-        old = load_state(state_path)
-        running = [nid for nid, n in old.nodes.items() if pid_runs_node(n.pid, nid)]
+        try:
+            old = load_state(state_path)
+        except LaunchError as e:
+            raise fail(str(e)) from None
+        running = [nid for nid, n in old.nodes.items() if find_node_pid(nid, n.address, n.pid) is not None]
         if running:
             raise fail(f"{state_path}: nodes {running} of this topology are already running; "
                        f"`idn down {topology}` first")
+    err = console(stderr=True)
+    restored = {} if fresh else persisted_plans(state_path.parent)
+    if restored:
+        versions = sorted({v for v in restored.values() if v is not None})
+        vs = ", ".join(f"v{v}" for v in versions) or "unreadable"
+        also = "; --plan applies only where none is restored" if plan else ""
+        say(f"restoring the plans an earlier run left in {state_path.parent / 'state'} ({vs} on "
+            f"{len(restored)} node(s): {', '.join(restored)}){also}; `idn up --fresh` starts without them",
+            stderr=True)
     try:
         st, _ = start_network(topology, plan=plan, catalog=catalog, emulate=emulate, ready_timeout_s=timeout,
-                              run_dir=state_path.parent,
-                              on_wait=lambda nid: err.print(f"  {nid} ready", highlight=False))
+                              run_dir=state_path.parent, fresh=fresh,
+                              on_wait=lambda nid: err.print(f"  {nid} ready", highlight=False, markup=False))
     except LaunchError as e:
         raise fail(str(e)) from None
     st.save(state_path)
-    t = Table(title=f"{st.name}: {len(st.nodes)} nodes up" + (" (emulated delays)" if emulate else ""))
-    for col in ("node", "tier", "address", "pid", "log"):
-        t.add_column(col)
+    t = table(f"{st.name}: {len(st.nodes)} nodes up" + (" (emulated delays)" if emulate else ""),
+              ["node", "tier", "address", "pid", "log"])
     for nid, n in st.nodes.items():
         t.add_row(nid, n.tier, n.address, str(n.pid), n.log)
+    out = console()
     out.print(t)
-    out.print(f"state: {state_path} (holds the control token)  ·  stop with `idn down {topology}`",
-              highlight=False)
-
-
-def _variant_names(catalog: Path | None) -> set[str]:
-    return set(load_catalog(catalog or default_catalog_path()).variants)
+    say(f"state: {state_path} (holds the control token; so does {Path(st.run_dir) / 'token'})  ·  "
+        f"stop with `idn down {topology}`")
 
 
 def _find_state(topology: Path | None, state: Path | None) -> Path:
@@ -132,9 +148,13 @@ def down(
     topology: Annotated[Optional[Path], typer.Argument(help="topology started by `idn up` "
                                                        "(optional when only one is up)")] = None,
     state: StateOpt = None,
-    timeout: Annotated[float, typer.Option(help="seconds nodes get to drain before SIGKILL")] = 10.0,
+    timeout: Annotated[float, typer.Option(help="seconds nodes get to drain before SIGKILL",
+                                           callback=number(0))] = 10.0,
 ) -> None:
-    """Stop the nodes of a network started by `idn up` (SIGTERM, then SIGKILL after --timeout)."""
+    """Stop the nodes of a network started by `idn up` (SIGTERM, then SIGKILL after --timeout).
+
+    A node the state names but that runs under another pid (restarted by hand from its
+    logged command line) is found by its address and stopped too."""
     path = _find_state(topology, state)
     try:
         st: RunState = load_state(path)
@@ -142,9 +162,9 @@ def down(
         raise fail(str(e)) from None
     outcome = stop_nodes(st.nodes, timeout_s=timeout)
     for nid, how in outcome.items():
-        out.print(f"{nid}: {how}", highlight=False)
+        say(f"{nid}: {how}")
     path.unlink()
-    out.print(f"{st.name}: down (logs kept in {st.run_dir})", highlight=False)
+    say(f"{st.name}: down (logs kept in {st.run_dir})")
 
 
 @app.command("apply")
@@ -154,27 +174,31 @@ def apply(
     state: StateOpt = None,
     token: TokenOpt = None,
     catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml to check the plan against")] = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Push a plan to every node, re-versioned to max(node versions)+1 so a freshly solved plan applies."""
-    topo, addresses, tok = _control_target(topology, state, token)
+    topo = _topology(topology)
+    cat = _catalog(catalog)
     try:
+        check_profiles(topo, cat)
         the_plan = load_plan(plan)
-        check_plan_against(the_plan, set(topo.nodes), _variant_names(catalog), str(plan))
+        check_plan(the_plan, topo, cat, str(plan))
     except ConfigError as e:
         raise fail(str(e)) from None
+    tls = tls_files(tls_cert, tls_key, tls_ca)
+    topo, addresses, tok = _control_target(topology, state, token)
     try:
-        version, results = push_plan(the_plan, topo, addresses, tok)
-    except grpc.RpcError as e:
-        raise fail(f"{e.code().name}: {e.details()}") from None
+        version, results = push_plan(the_plan, topo, addresses, tok, tls=tls)
+    except NetworkError as e:
+        raise fail(f"{plan} not applied: {e}") from None
     if version != the_plan.version:
-        out.print(f"{plan}: version {the_plan.version} re-versioned to {version} "
-                  f"(newer than every node's plan)", highlight=False)
-    t = Table(title=f"plan v{version} applied")
-    for col in ("node", "loaded", "unloaded", "kept"):
-        t.add_column(col)
+        say(f"{plan}: version {the_plan.version} re-versioned to {version} (newer than every node's plan)")
+    t = table(f"plan v{version} applied", ["node", "loaded", "unloaded", "kept"])
     for r in results:
         t.add_row(r.node, ", ".join(r.loaded) or "-", ", ".join(r.unloaded) or "-", ", ".join(r.kept) or "-")
-    out.print(t)
+    console().print(t)
 
 
 @app.command("status")
@@ -182,43 +206,60 @@ def status(
     topology: Annotated[Path, typer.Argument(help="topology of the running network")],
     state: StateOpt = None,
     token: TokenOpt = None,
-    window: Annotated[float, typer.Option(help="seconds over which request rates are measured")] = 1.0,
+    window: Annotated[float, typer.Option(help="seconds over which request rates are measured",
+                                          callback=number(0))] = 1.0,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
-    """Per node: tier, address, readiness, plan version, loaded variants, request rates."""
+    """Per node: tier, address, readiness, plan version, loaded variants, request rates (exit 1 if one is down)."""
+    from rich.markup import escape
+
+    tls = tls_files(tls_cert, tls_key, tls_ca)
     topo, addresses, tok = _control_target(topology, state, token)
-    rows = node_statuses(topo, addresses, tok, window_s=window)
-    t = Table(title=f"{topology.stem}: rates over the last {window:g} s")
-    for col in ("node", "tier", "address", "ready", "plan", "variants", "req/s", "classes (req/s)"):
-        t.add_column(col)
+    rows = node_statuses(topo, addresses, tok, window_s=window, tls=tls)
+    t = table(f"{topology.stem}: rates over the last {window:g} s",
+              ["node", "tier", "address", "ready", "plan", "variants", "req/s", "classes (req/s)"], right=("req/s",))
     for s in rows:
         if s.error:
-            t.add_row(s.node, s.tier, s.address, "[red]down[/red]", "-", "-", "-", s.error)
+            t.add_row(escape(s.node), s.tier, s.address, "[red]down[/red]", "-", "-", "-", escape(s.error))
             continue
         classes = ", ".join(f"{k} {v:.1f}" for k, v in sorted(s.classes.items())) or "-"
-        t.add_row(s.node, s.tier, s.address, "yes" if s.ready else "[yellow]no[/yellow]",
-                  f"v{s.plan_version}" if s.plan_version else "none", ", ".join(s.variants) or "-",
-                  f"{s.rate_rps:.1f}", classes)
-    out.print(t)
-    if any(s.error for s in rows):
-        raise typer.Exit(1)
+        t.add_row(escape(s.node), s.tier, s.address, "yes" if s.ready else "[yellow]no[/yellow]",
+                  f"v{s.plan_version}" if s.plan_version else "none", escape(", ".join(s.variants) or "-"),
+                  f"{s.rate_rps:.1f}", escape(classes))
+    console().print(t)
+    down = [s for s in rows if s.error]
+    if down:
+        raise fail(f"{len(down)} of {len(rows)} node(s) did not answer: "
+                   + "; ".join(f"{s.node} ({s.address}): {s.error}" for s in down))
 
 
 @app.command("control")
 def control(
     topology: Annotated[Path, typer.Argument(help="topology of the running network")],
-    interval: Annotated[float, typer.Option(help="seconds between measurements")] = 10.0,
-    rounds: Annotated[int, typer.Option(help="measure-solve-decide rounds (0 = until Ctrl-C)")] = 0,
-    min_gain: Annotated[float, typer.Option(help="re-plan only if the new plan is this much cheaper, "
-                                            "after paying for its moves")] = 0.05,
+    interval: Annotated[float, typer.Option(help="seconds between measurements", callback=number(0))] = 10.0,
+    rounds: Annotated[int, typer.Option(help="measure-solve-decide rounds (0 = until Ctrl-C)",
+                                        callback=number(0))] = 0,
+    min_gain: Annotated[float, typer.Option(help="re-plan only if the new plan is this much cheaper (0-1), "
+                                            "after paying for its moves", callback=number(0, 1))] = 0.05,
     move_weight: Annotated[float, typer.Option(help="request-ms of latency one ms of moving a model "
-                                               "(load + transfer) is worth; 0 = moves are free")] = 1.0,
+                                               "(load + transfer) is worth; 0 = moves are free",
+                                               callback=number(0))] = 1.0,
     hold_rounds: Annotated[int, typer.Option(help="rounds after a change that keep it unless it breaks "
-                                             "(hysteresis)")] = 1,
-    alpha: Annotated[float, typer.Option(help="ms charged per unit of inaccuracy")] = PlacementOptions().alpha,
-    method: Annotated[str, typer.Option(help="solver: highs, cbc, greedy, lp-round")] = "highs",
+                                             "(hysteresis)", callback=number(0))] = 1,
+    alpha: Annotated[float, typer.Option(help="ms charged per unit of inaccuracy (>= 0)",
+                                         callback=number(0))] = PlacementOptions().alpha,
+    rho: Annotated[float, typer.Option(help="utilisation cap per node, (0, 1]",
+                                       callback=number(0, 1, strict_min=True))] = PlacementOptions().rho,
+    method: Annotated[str, typer.Option(help=f"solver: {', '.join(CONTROL_METHODS)}",
+                                        callback=choice(CONTROL_METHODS))] = "highs",
     catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml (default models/catalog.yaml)")] = None,
     state: StateOpt = None,
     token: TokenOpt = None,
+    tls_ca: TlsCaOpt = None,
+    tls_cert: TlsCertOpt = None,
+    tls_key: TlsKeyOpt = None,
 ) -> None:
     """Measure the demand at the ingresses, re-solve, and apply the new plan when it pays.
 
@@ -228,40 +269,42 @@ def control(
 
     from idn.controller import Controller  # imports the solver: only this command needs it
 
+    tls = tls_files(tls_cert, tls_key, tls_ca)
     topo, addresses, tok = _control_target(topology, state, token)
+    cat = _catalog(catalog)
     try:
-        cat = load_catalog(catalog or default_catalog_path())
+        check_profiles(topo, cat)
     except ConfigError as e:
         raise fail(str(e)) from None
-    ctl = Controller(topo, cat, addresses, tok, PlacementOptions(alpha=alpha), method=method, min_gain=min_gain,
-                     interval_s=interval, move_weight=move_weight, hold_rounds=hold_rounds)
+    ctl = Controller(topo, cat, addresses, tok, PlacementOptions(alpha=alpha, rho=rho), method=method,
+                     min_gain=min_gain, interval_s=interval, move_weight=move_weight, hold_rounds=hold_rounds,
+                     tls=tls)
     n = 0
     try:
         ctl.prime()  # measure from now on, knowing the plan the network already runs
         running = f"v{ctl.plan.version}" if ctl.plan is not None else "none"
-        out.print(f"measuring every {interval:g} s; the network runs plan {running}", highlight=False)
+        say(f"measuring every {interval:g} s; the network runs plan {running}")
         while rounds == 0 or n < rounds:
             time.sleep(interval)
             n += 1
             try:
                 res = ctl.step()
-            except InfeasibleProblem as e:
-                out.print(f"round {n}: the measured demand has no feasible plan: {'; '.join(e.reasons)}",
-                          highlight=False)
+            except NoPlan as e:
+                say(f"round {n}: {e.headline} for the measured demand ({e.status}): {'; '.join(e.reasons)}")
                 continue
-            except grpc.RpcError as e:
-                raise fail(f"{e.code().name}: {e.details()}") from None
+            except NetworkError as e:
+                raise fail(f"round {n}: {e}") from None
             for nid in res.went_down:
                 ago = f", {res.detect_s[nid]:.1f} s after it last answered" if nid in res.detect_s else ""
-                out.print(f"round {n}: [red]node {nid} down[/red] (detected{ago}); planning on the "
-                          f"{len(topo.nodes) - len(res.down)} live node(s)", highlight=False)
+                say(f"round {n}: node {nid} down (detected{ago}); planning on the "
+                    f"{len(topo.nodes) - len(res.down)} live node(s)")
             for nid in res.came_back:
-                out.print(f"round {n}: [green]node {nid} back[/green]; planning it back in", highlight=False)
+                say(f"round {n}: node {nid} back; planning it back in")
             for note in res.notes if (res.went_down or res.came_back) else ():
-                out.print(f"round {n}:   {note}", highlight=False)
+                say(f"round {n}:   {note}")
             if res.version is not None and res.apply_s is not None and res.solve_s is not None:
-                out.print(f"round {n}: re-planned in {res.solve_s + res.apply_s:.2f} s (solve {res.solve_s:.2f} s, "
-                          f"apply {res.apply_s:.2f} s)", highlight=False)
-            out.print(f"round {n}: {res.log_line()}", highlight=False)
+                say(f"round {n}: re-planned in {res.solve_s + res.apply_s:.2f} s (solve {res.solve_s:.2f} s, "
+                    f"apply {res.apply_s:.2f} s)")
+            say(f"round {n}: {res.log_line()}")
     except KeyboardInterrupt:
         pass

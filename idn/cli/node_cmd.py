@@ -1,4 +1,9 @@
-"""`idn node`: run one node daemon."""
+"""`idn node`: run one node daemon.
+
+The control token comes from ``--control-token-file`` (what ``idn up`` passes: the
+command line a node logs is then enough to restart it, and never shows the token),
+``--control-token``, or the ``IDN_CONTROL_TOKEN`` environment variable.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,22 @@ import typer
 
 from idn.catalog import default_catalog_path, load_catalog
 from idn.cli.app import app
-from idn.config import ConfigError
-from idn.plan import check_plan_against, load_plan
+from idn.cli.common import choice, fail, listen_address, number, read_token_file
+from idn.config import SAFE_ID_RULE, ConfigError, safe_id
+from idn.latency import check_profiles
+from idn.plan import check_plan, load_plan
 from idn.tls import TLSFiles
 from idn.topology import load_topology
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# gRPC takes message limits as 32-bit byte counts, and a node reads up to twice its limit.
+MAX_MESSAGE_MB = 1023.0
+
+
+def _node_id(value: str) -> str:
+    if value and not safe_id(value):
+        raise typer.BadParameter(f"{value!r}: node ids use {SAFE_ID_RULE}")
+    return value
 
 
 def parse_model_specs(specs: list[str]) -> dict[str, Path]:
@@ -36,15 +53,18 @@ def parse_model_specs(specs: list[str]) -> dict[str, Path]:
 def node(
     topology: Annotated[Optional[Path], typer.Option(help="topology.yaml: this node's address, tier, capacity "
                                                      "and neighbours come from it (with --id)")] = None,
-    node_id: Annotated[str, typer.Option("--id", help="node id (in the topology; reported in responses)")] = "",
+    node_id: Annotated[str, typer.Option("--id", help="node id (in the topology; reported in responses)",
+                                         callback=_node_id)] = "",
     plan: Annotated[Optional[Path], typer.Option(help="plan to apply at start when none was persisted")] = None,
     state_dir: Annotated[Optional[Path], typer.Option(help="persist the last applied plan here; restored on "
                                                       "restart")] = None,
     control_token: Annotated[Optional[str], typer.Option(envvar="IDN_CONTROL_TOKEN",
-                                                         help="token control calls must carry")] = None,
+                                                         help="token control calls must carry (visible in the "
+                                                              "process list: prefer --control-token-file)")] = None,
     control_token_file: Annotated[Optional[Path], typer.Option(envvar="IDN_CONTROL_TOKEN_FILE",
-                                                               help="read the control token from this file (a "
-                                                               "Docker or Kubernetes secret)")] = None,
+                                                               help="file holding the control token (first line; a "
+                                                               "Docker or Kubernetes secret); wins over "
+                                                               "IDN_CONTROL_TOKEN")] = None,
     model_control_mode: Annotated[str, typer.Option(
         help="repository load/unload over the data plane (Triton's flag): 'none' refuses them to everyone; "
              "'explicit' allows them to callers with the control token (needs --control-token)")] = "none",
@@ -54,45 +74,44 @@ def node(
     emulate: Annotated[bool, typer.Option(help="EMULATION on one machine: sleep each link's one-way delay on "
                                           "forwards and stretch compute by the node's slowdown")] = False,
     metrics_port: Annotated[Optional[int], typer.Option(help="serve Prometheus /metrics over HTTP on this port "
-                                                        "(same host as --listen)")] = None,
+                                                        "(same host as --listen; 0 picks one)",
+                                                        callback=number(0, 65535))] = None,
     tls_cert: Annotated[Optional[Path], typer.Option(help="PEM certificate: serve (and forward) over TLS")] = None,
     tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert")] = None,
     tls_ca: Annotated[Optional[Path], typer.Option(help="PEM CA: require client certificates it signed "
                                                   "(mutual TLS) and trust peers it signed")] = None,
     listen: Annotated[Optional[str], typer.Option(help="HOST:PORT to serve on (default: the topology's address, "
-                                                  "else 127.0.0.1:8001; port 0 picks a free one)")] = None,
+                                                  "else 127.0.0.1:8001; port 0 picks a free one)",
+                                                  callback=listen_address)] = None,
     model: Annotated[Optional[list[str]], typer.Option(help="NAME=PATH.onnx to serve (repeatable)")] = None,
     catalog: Annotated[Optional[Path], typer.Option(help="catalog.yaml whose variants this node may load")] = None,
     variant: Annotated[Optional[list[str]], typer.Option(help="catalog variant to load at start (repeatable)")] = None,
     provider: Annotated[Optional[list[str]], typer.Option(help="ONNX Runtime execution provider, in priority order "
                                                          "(repeatable; default CPUExecutionProvider)")] = None,
-    intra_op_threads: Annotated[int, typer.Option(help="ORT threads per model run (0 = all cores)")] = 1,
-    workers: Annotated[int, typer.Option(help="worker threads running models (0 = one per core)")] = 0,
-    max_queue: Annotated[int, typer.Option(help="requests admitted per variant before RESOURCE_EXHAUSTED")] = 64,
-    max_message_mb: Annotated[float, typer.Option(help="largest gRPC message accepted, MiB")] = 64.0,
+    intra_op_threads: Annotated[int, typer.Option(help="ORT threads per model run (0 = all cores)",
+                                                  callback=number(0, 1024))] = 1,
+    workers: Annotated[int, typer.Option(help="worker threads running models (0 = one per core)",
+                                         callback=number(0, 1024))] = 0,
+    max_queue: Annotated[int, typer.Option(help="requests admitted per variant before RESOURCE_EXHAUSTED",
+                                           callback=number(1))] = 64,
+    max_message_mb: Annotated[float, typer.Option(help=f"largest gRPC message accepted, MiB (at most "
+                                                       f"{MAX_MESSAGE_MB:g})",
+                                                  callback=number(0, MAX_MESSAGE_MB, strict_min=True))] = 64.0,
     inline_max_us: Annotated[float, typer.Option(
-        help="runs predicted shorter than this stay on the event loop")] = 200.0,
+        help="runs predicted shorter than this stay on the event loop", callback=number(0))] = 200.0,
     max_batch: Annotated[int, typer.Option(help="dynamic batching: merge waiting requests up to this many "
-                                                "samples per run (1 = off)")] = 1,
-    grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM")] = 5.0,
-    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
+                                                "samples per run (1 = off)", callback=number(1, 65536))] = 1,
+    grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM",
+                                         callback=number(0))] = 5.0,
+    log_level: Annotated[str, typer.Option(help=", ".join(LOG_LEVELS),
+                                           callback=choice(LOG_LEVELS, upper=True))] = "INFO",
 ) -> None:
     """Start a node daemon serving ONNX variants over the Open Inference Protocol v2 (gRPC)."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     models = parse_model_specs(model or [])
-    if control_token_file is not None:
-        if control_token:
-            raise typer.BadParameter("give the token or a file that holds it, not both",
-                                     param_hint="--control-token-file")
-        try:
-            control_token = control_token_file.read_text().strip()
-        except OSError as e:
-            raise typer.BadParameter(f"{control_token_file}: {e.strerror}",
-                                     param_hint="--control-token-file") from None
-        if not control_token:
-            raise typer.BadParameter(f"{control_token_file} is empty", param_hint="--control-token-file")
     topo, the_plan, cat = None, None, None
     try:
+        if control_token_file is not None:
+            control_token = read_token_file(control_token_file)
         if topology is not None:
             topo = load_topology(topology)
             if node_id not in topo.nodes:
@@ -101,22 +120,25 @@ def node(
             listen = listen or topo.node(node_id).address
         if catalog is not None or variant or topo is not None:
             cat = load_catalog(catalog or default_catalog_path())
+        if topo is not None and cat is not None:
+            check_profiles(topo, cat)  # the router predicts every (node, variant): refuse what it cannot
         if plan is not None:
-            if topo is None:
+            if topo is None or cat is None:
                 raise typer.BadParameter("a plan needs --topology and --id", param_hint="--plan")
             the_plan = load_plan(plan)
-            check_plan_against(the_plan, set(topo.nodes), set(cat.variants) if cat else set(), str(plan))
+            check_plan(the_plan, topo, cat, str(plan))
         tls = TLSFiles.load(tls_cert, tls_key, tls_ca)
         if tls is not None and tls.cert is None:
             raise ConfigError(None, "--tls-ca", "a node serving TLS needs its own certificate",
                               "add --tls-cert and --tls-key")
     except ConfigError as e:
-        raise typer.BadParameter(str(e)) from None
+        raise fail(str(e)) from None
     if cat is not None:
         unknown = [v for v in variant or [] if v not in cat.variants]
         if unknown:
             raise typer.BadParameter(f"{unknown} not in the catalog; it has {sorted(cat.variants)}",
                                      param_hint="--variant")
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # The server (ONNX Runtime, prometheus-client) loads only when a node starts, so
     # `idn infer`, `idn solve` and the other commands stay light.
     from idn.node.authority import ModelControl
@@ -141,8 +163,17 @@ def node(
         intra_op_threads=intra_op_threads, workers=workers or defaults.workers, max_queue=max_queue,
         max_message_bytes=int(max_message_mb * 1024 * 1024), inline_max_us=inline_max_us, max_batch=max_batch,
         grace_s=grace)
-    config = NodeConfig(listen=listen or "127.0.0.1:8001", node_id=node_id, models=models, catalog=cat,
+    address = listen or "127.0.0.1:8001"
+    config = NodeConfig(listen=address, node_id=node_id, models=models, catalog=cat,
                         variants=list(variant or []), settings=settings, topology=topo, plan=the_plan,
                         state_dir=state_dir, control_token=control_token, emulate=emulate,
                         tls=tls, metrics_port=metrics_port, model_control=mode, mem_mb=mem_mb)
-    asyncio.run(NodeServer(config).serve_forever())
+    try:
+        asyncio.run(NodeServer(config).serve_forever())
+    except (RuntimeError, OSError) as e:
+        text = str(e)
+        if "bind" in text.lower() or "cannot listen" in text.lower() or "address already in use" in text.lower():
+            raise fail(f"cannot listen on {address}{f' (metrics port {metrics_port})' if metrics_port else ''}: "
+                       f"{text.split(';')[0]} (fix: is another node running there? stop it (`idn down`) or use "
+                       f"another --listen port)") from None
+        raise

@@ -6,7 +6,13 @@
 
 The plan records the sha256 of its three inputs and the solver's facts. Its version is
 one more than the plan already at ``-o`` (so re-solving never produces a stale version),
-or ``--plan-version``. An input with no feasible plan is explained, exit status 2.
+or ``--plan-version``.
+
+Exit status: 0 a plan (checked by the evaluator: it breaks no memory, compute, budget or
+SLO constraint; the repository-only reference may miss SLOs, and says so); 1 a bad file;
+2 a bad option, or no feasible plan (proven, and explained); 3 no plan found, which does
+not mean none exists (a time limit reached without a plan, or a heuristic that failed).
+No plan file is written unless the exit status is 0.
 """
 
 from __future__ import annotations
@@ -17,16 +23,18 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from idn.catalog import default_catalog_path, load_catalog
-from idn.cli.app import app
+from idn.cli.app import app, report
+from idn.cli.common import choice, console, fail, float_list, number
 from idn.config import ConfigError, sha256_file
 from idn.demand import load_demand
-from idn.placement import METHODS, InfeasibleProblem, PlacementOptions, SolverOptions, solve
+from idn.placement import METHODS, NoPlan, PlacementOptions, SolverOptions, solve
 from idn.placement.backends import SolverUnavailable
 from idn.placement.solve import Outcome
-from idn.plan import load_plan, save_plan
+from idn.plan import MAX_VERSION, load_plan, save_plan
 from idn.topology import load_topology
 
 MAX_CLASS_ROWS = 25
@@ -41,7 +49,7 @@ def _next_version(out: Path | None, given: int | None) -> int:
         return given
     if out is not None and out.is_file():
         try:
-            return load_plan(out).version + 1
+            return min(load_plan(out).version + 1, MAX_VERSION)
         except ConfigError:
             return 1
     return 1
@@ -52,7 +60,7 @@ def render(console: Console, outcome: Outcome, topology) -> None:
     plan, ev, facts = outcome.plan, outcome.evaluation, outcome.solution.facts
     ct = Table(title="request classes", show_edge=False, pad_edge=False)
     for col in ("class", "rate/s", "served by", "lat ms", "acc", "SLO"):
-        ct.add_column(col, justify="right" if col in ("rate/s", "lat ms", "acc") else "left")
+        ct.add_column(col, justify="right" if col in ("rate/s", "lat ms", "acc") else "left", overflow="fold")
     routes = sorted(plan.routes.values(), key=lambda r: -r.rate)
     for r in routes[:MAX_CLASS_ROWS]:
         where = ", ".join(f"{t.variant}@{t.node}" + (f" {t.share:.0%}" if t.share < 0.9995 else "") for t in r.targets)
@@ -66,7 +74,7 @@ def render(console: Console, outcome: Outcome, topology) -> None:
     console.print(ct)
     nt = Table(title="nodes", show_edge=False, pad_edge=False)
     for col in ("node", "tier", "variants", "mem MiB", "util"):
-        nt.add_column(col, justify="right" if col in ("mem MiB", "util") else "left")
+        nt.add_column(col, justify="right" if col in ("mem MiB", "util") else "left", overflow="fold")
     used = [(nid, ns) for nid, ns in ev.nodes.items() if ns.variants or ns.busy_cores > 0]
     for nid, ns in used[:MAX_CLASS_ROWS]:
         nt.add_row(nid, topology.nodes[nid].tier, ", ".join(ns.variants) or "-", f"{ns.mem_mb:.1f}/{ns.mem_cap_mb:g}",
@@ -86,9 +94,9 @@ def render(console: Console, outcome: Outcome, topology) -> None:
         f"(repository-only: {outcome.reference.mean_latency_ms:.1f} ms, "
         f"{len(outcome.reference.violations)} violations)")
     for note in outcome.solution.notes:
-        console.print(f"[yellow]note[/]: {note}")
+        console.print(f"[yellow]note[/]: {escape(note)}")
     for v in ev.violations:
-        console.print(f"[red]violation[/]: {v}")
+        console.print(f"[red]violation[/]: {escape(v)}")
 
 
 def write_sweep(rows: list[dict[str, float | str]], prefix: Path) -> tuple[Path, Path | None]:
@@ -106,7 +114,7 @@ def write_sweep(rows: list[dict[str, float | str]], prefix: Path) -> tuple[Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = [r for r in rows if r["status"] not in ("infeasible",)]
+    ok = [r for r in rows if isinstance(r["mean_latency_ms"], float) and r["mean_latency_ms"] == r["mean_latency_ms"]]
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.plot([r["mean_latency_ms"] for r in ok], [r["accuracy"] for r in ok], "o-")
     for r in ok:
@@ -127,26 +135,29 @@ def solve_cmd(
     topology: Annotated[Path, typer.Option(help="topology YAML (nodes, links)")],
     demand: Annotated[Path, typer.Option(help="demand YAML (request classes with rates and SLOs)")],
     catalog: Annotated[Optional[Path], typer.Option(help="catalog YAML [default: models/catalog.yaml]")] = None,
-    alpha: Annotated[float, typer.Option(help="ms charged per unit of inaccuracy (1000: 1 point = 10 ms)")] = 1000.0,
-    budget: Annotated[Optional[float], typer.Option(help="max deployment cost, sum of price x MiB placed")] = None,
-    rho: Annotated[float, typer.Option(help="utilisation cap per node (compute <= rho x cores)")] = 0.8,
-    solver: Annotated[str, typer.Option(help=f"one of {', '.join(METHODS)}")] = "highs",
-    time_limit: Annotated[Optional[float], typer.Option(help="solver time limit in seconds")] = None,
-    gap: Annotated[Optional[float], typer.Option(help="relative MIP gap to stop at (default 1e-4)")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="solver threads")] = None,
+    alpha: Annotated[float, typer.Option(help="ms charged per unit of inaccuracy, a finite number >= 0 "
+                                              "(1000: 1 point = 10 ms)", callback=number(0))] = 1000.0,
+    budget: Annotated[Optional[float], typer.Option(help="max deployment cost, sum of price x MiB placed",
+                                                    callback=number(0))] = None,
+    rho: Annotated[float, typer.Option(help="utilisation cap per node (compute <= rho x cores), (0, 1]",
+                                       callback=number(0, 1, strict_min=True))] = 0.8,
+    solver: Annotated[str, typer.Option(help=f"one of {', '.join(METHODS)}", callback=choice(METHODS))] = "highs",
+    time_limit: Annotated[Optional[float], typer.Option(help="solver time limit in seconds",
+                                                        callback=number(0, strict_min=True))] = None,
+    gap: Annotated[Optional[float], typer.Option(help="relative MIP gap to stop at (default 1e-4)",
+                                                 callback=number(0, 1))] = None,
+    threads: Annotated[Optional[int], typer.Option(help="solver threads", callback=number(1, 1024))] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="write the plan (.yaml or .json)")] = None,
-    plan_version: Annotated[Optional[int], typer.Option(help="plan version [default: previous plan at -o + 1]")] = None,
-    sweep_alpha: Annotated[Optional[str], typer.Option(help="comma list of alphas: write the Pareto frontier")] = None,
+    plan_version: Annotated[Optional[int], typer.Option(help="plan version [default: previous plan at -o + 1]",
+                                                        callback=number(1, MAX_VERSION))] = None,
+    sweep_alpha: Annotated[Optional[str], typer.Option(help="comma list of alphas (finite, >= 0): write the "
+                                                       "Pareto frontier", callback=float_list(0.0))] = None,
     sweep_out: Annotated[Path, typer.Option(help="prefix of the sweep's .csv and .png")] = Path("pareto"),
     verbose: Annotated[bool, typer.Option(help="show the solver's log")] = False,
 ) -> None:
     """Place variants on nodes and split each request class over them (ILP; baselines on request)."""
-    console = Console()
-    err = Console(stderr=True)
-    if solver not in METHODS:
-        raise typer.BadParameter(f"{solver!r}: use one of {', '.join(METHODS)}", param_hint="--solver")
-    if not 0 < rho <= 1:
-        raise typer.BadParameter(f"{rho}: must be within (0, 1]", param_hint="--rho")
+    out = console()
+    err = console(stderr=True)
     try:
         with err.status("loading inputs"):
             cat_path = catalog or default_catalog_path()
@@ -155,51 +166,53 @@ def solve_cmd(
             dem = load_demand(demand, topo, cat)
             inputs = {"topology": sha256_file(topology), "catalog": sha256_file(cat_path),
                       "demand": sha256_file(demand)}
-        sopts = SolverOptions(solver if solver in ("highs", "cbc") else "highs", time_limit, gap, threads, verbose)
-        if sweep_alpha:
-            alphas = [float(a) for a in sweep_alpha.split(",") if a.strip()]
-            rows: list[dict[str, float | str]] = []
-            for a in alphas:
-                with err.status(f"solving with alpha={a:g} ({solver})"):
-                    try:
-                        o = solve(topo, cat, dem, PlacementOptions(a, rho, budget), solver, sopts)
-                        ev, f = o.evaluation, o.solution.facts
-                        rows.append({"alpha": a, "status": f.status, "objective": ev.objective,
-                                     "mean_latency_ms": ev.mean_latency_ms,
-                                     "p95_class_latency_ms": ev.p95_class_latency_ms,
-                                     "accuracy": ev.accuracy, "deployment_cost": ev.deployment_cost,
-                                     "gap": f.gap if f.gap is not None else float("nan")})
-                    except InfeasibleProblem:
-                        rows.append({"alpha": a, "status": "infeasible", "objective": float("nan"),
-                                     "mean_latency_ms": float("nan"), "p95_class_latency_ms": float("nan"),
-                                     "accuracy": float("nan"), "deployment_cost": float("nan"), "gap": float("nan")})
-            t = Table(title="alpha sweep", show_edge=False)
-            for col in ("alpha", "status", "mean lat ms", "p95 ms", "accuracy", "cost"):
-                t.add_column(col)
-            for r in rows:
-                t.add_row(f"{r['alpha']:g}", str(r["status"]), f"{r['mean_latency_ms']:.2f}",
-                          f"{r['p95_class_latency_ms']:.2f}", f"{r['accuracy']:.4f}", f"{r['deployment_cost']:.1f}")
-            console.print(t)
-            c, p = write_sweep(rows, sweep_out)
-            console.print(f"wrote {c} and {p}" if p else f"wrote {c} (no PNG: pip install 'idn[plot]')")
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    sopts = SolverOptions(solver if solver in ("highs", "cbc") else "highs", time_limit, gap, threads, verbose)
+    try:
+        if sweep_alpha is not None:
+            alphas: list[float] = sweep_alpha  # type: ignore[assignment]  # float_list parsed the option
+            _sweep(out, err, topo, cat, dem, alphas, rho, budget, solver, sopts, sweep_out)
             return
         with err.status(f"building and solving ({solver})"):
             outcome = solve(topo, cat, dem, PlacementOptions(alpha, rho, budget), solver, sopts,
                             version=_next_version(output, plan_version), inputs=inputs)
-    except ConfigError as e:
-        err.print(f"[red]error[/]: {e}")
-        raise typer.Exit(2) from None
+    except ConfigError as e:  # e.g. a node whose hardware class the catalog never profiled
+        raise fail(str(e)) from None
     except SolverUnavailable as e:
-        err.print(f"[red]error[/]: {e}")
-        raise typer.Exit(2) from None
-    except InfeasibleProblem as e:
-        err.print("[red]no feasible plan[/]:")
-        for reason in e.reasons:
-            err.print(f"  - {reason}")
-        for w in e.warnings:
-            err.print(f"  [yellow]note[/]: {w}")
-        raise typer.Exit(2) from None
-    render(console, outcome, topo)
+        raise fail(str(e), 2) from None
+    except NoPlan as e:
+        raise typer.Exit(report(e)) from None
+    render(out, outcome, topo)
     if output is not None:
         save_plan(outcome.plan, output)
-        console.print(f"wrote plan v{outcome.plan.version} to {output}")
+        out.print(f"wrote plan v{outcome.plan.version} to {escape(str(output))}", highlight=False)
+
+
+def _sweep(out: Console, err: Console, topo, cat, dem, alphas: list[float], rho: float, budget: float | None,
+           solver: str, sopts: SolverOptions, prefix: Path) -> None:
+    rows: list[dict[str, float | str]] = []
+    nan = float("nan")
+    for a in alphas:
+        with err.status(f"solving with alpha={a:g} ({solver})"):
+            try:
+                o = solve(topo, cat, dem, PlacementOptions(a, rho, budget), solver, sopts)
+                ev, f = o.evaluation, o.solution.facts
+                rows.append({"alpha": a, "status": f.status, "objective": ev.objective,
+                             "mean_latency_ms": ev.mean_latency_ms,
+                             "p95_class_latency_ms": ev.p95_class_latency_ms,
+                             "accuracy": ev.accuracy, "deployment_cost": ev.deployment_cost,
+                             "gap": f.gap if f.gap is not None else nan})
+            except NoPlan as e:
+                rows.append({"alpha": a, "status": str(e.status), "objective": nan, "mean_latency_ms": nan,
+                             "p95_class_latency_ms": nan, "accuracy": nan, "deployment_cost": nan, "gap": nan})
+    t = Table(title="alpha sweep", show_edge=False)
+    for col in ("alpha", "status", "mean lat ms", "p95 ms", "accuracy", "cost"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(f"{r['alpha']:g}", str(r["status"]), f"{r['mean_latency_ms']:.2f}",
+                  f"{r['p95_class_latency_ms']:.2f}", f"{r['accuracy']:.4f}", f"{r['deployment_cost']:.1f}")
+    out.print(t)
+    c, p = write_sweep(rows, prefix)
+    out.print(f"wrote {escape(str(c))} and {escape(str(p))}" if p else
+              f"wrote {escape(str(c))} (no PNG: pip install 'idn[plot]')", highlight=False)

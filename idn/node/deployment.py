@@ -30,7 +30,7 @@ from idn.catalog import Catalog
 from idn.config import ConfigError
 from idn.node.dataplane import DataPlane
 from idn.node.router import RoutingTable
-from idn.plan import ApplyResult, Plan, check_plan_against, parse_plan, plan_to_dict
+from idn.plan import ApplyResult, Plan, check_plan, parse_plan, plan_to_dict
 from idn.protocol.status import DataPlaneError, InvalidInput, Status
 from idn.topology import Topology
 
@@ -76,7 +76,7 @@ class Deployment:
             raise InvalidInput(str(e)) from None
         if self.topology is not None and self.catalog is not None:
             try:
-                check_plan_against(plan, set(self.topology.nodes), set(self.catalog.variants), "<ApplyPlan request>")
+                check_plan(plan, self.topology, self.catalog, "<ApplyPlan request>")
             except ConfigError as e:
                 raise InvalidInput(str(e)) from None
         return plan

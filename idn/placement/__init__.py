@@ -10,8 +10,9 @@ point the CLI uses), ``synthetic`` (generated instances for tests and benchmarks
 """
 
 from idn.placement.backends import SolverOptions
-from idn.placement.explain import InfeasibleProblem
+from idn.placement.explain import InfeasibleProblem, NoPlan, NoPlanFound
 from idn.placement.problem import PlacementOptions, build_problem
 from idn.placement.solve import METHODS, Outcome, solve
 
-__all__ = ["InfeasibleProblem", "METHODS", "Outcome", "PlacementOptions", "SolverOptions", "build_problem", "solve"]
+__all__ = ["InfeasibleProblem", "METHODS", "NoPlan", "NoPlanFound", "Outcome", "PlacementOptions", "SolverOptions",
+           "build_problem", "solve"]

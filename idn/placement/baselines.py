@@ -22,12 +22,16 @@ When that fill leaves demand short, the LP-guided completion (``routing.complete
 widens the routing LP to every pair that still fits, places the pairs it uses and routes
 exactly over them (retrying once from the method's placements that the unconstrained
 routing LP uses, when the method's placements spent the memory or budget a plan needs);
-only when that fails too is the result reported ``infeasible``, with both reasons.
+only when that fails too does the heuristic report ``failed``, with both reasons. A
+heuristic failing says nothing about whether a plan exists (``solve`` then asks the ILP).
+Every split a heuristic returns is checked against memory, compute, budget and full
+service from the arrays (``solution.share_violations``) first: one that breaks any of
+them is a failure, never a plan.
 
 The completion is an LP method, not part of greedy's or smallest's own rule: with
 ``lp_completion=False`` (methods ``greedy-alone``, ``smallest-alone``) it is skipped, so
 what the rule achieves by itself — its placements, the repairs and the optimal routing
-over them — is reported separately (``infeasible`` where the rule alone finds no plan).
+over them — is reported separately (``failed`` where the rule alone finds no plan).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from idn.placement.backends import SolverOptions, run_model
 from idn.placement.ledger import Ledger
 from idn.placement.model import build_model, values
 from idn.placement.problem import Problem
-from idn.placement.solution import Solution, from_arrays
+from idn.placement.solution import Solution, from_arrays, share_violations
 from idn.placement.split import best_split, complete, repair, repair_compute
 from idn.plan import SolverFacts, SolveStatus
 from idn.topology import Topology
@@ -82,8 +86,12 @@ def _finish(problem: Problem, name: str, placed: np.ndarray, t0: float, opts: So
                 why = f"{why}; LP-guided completion: {why_lp}"
     elapsed = time.perf_counter() - t0
     base_opts = {**problem.options.as_dict(), "solver": name}
+    if shares is not None:
+        broken = share_violations(problem, shares)
+        if broken:  # never hand out a plan that breaks a constraint
+            shares, why = None, f"its plan breaks {len(broken)} constraint(s): {'; '.join(broken[:3])}"
     if shares is None:
-        facts = SolverFacts(name, SolveStatus.INFEASIBLE, None, bound, None, round(elapsed, 6),
+        facts = SolverFacts(name, SolveStatus.FAILED, None, bound, None, round(elapsed, 6),
                             {**base_opts, "solver_message": why})
         sol = Solution(name, {}, {}, facts)
     else:

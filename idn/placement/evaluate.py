@@ -72,10 +72,20 @@ class Evaluation:
     move_cost: float = 0.0      # weight x move ms: the ILP's objective is objective + move_cost
     move_ms: float = 0.0        # load + transfer time of every new placement
     moved: list[str] = field(default_factory=list)  # "<variant>@<node>" placed anew
+    slo_violations: list[str] = field(default_factory=list)  # the SLO ones among ``violations``
 
     @property
     def feasible(self) -> bool:
         return not self.violations
+
+    @property
+    def hard_violations(self) -> list[str]:
+        """Violations other than SLOs: memory, compute, budget, classes not (fully) served, unknown names.
+
+        No plan that has one is ever written; SLO misses are allowed only in the
+        repository-only reference, which serves everything at the repository by definition."""
+        slo = set(self.slo_violations)
+        return [v for v in self.violations if v not in slo]
 
     @property
     def mean_cost_ms(self) -> float:
@@ -116,6 +126,7 @@ def evaluate(plan: Plan, topology: Topology, catalog: Catalog, demand: Demand,
     costs (``move_cost``, ``move_ms``, ``moved``)."""
     alpha, rho = options.alpha, options.rho
     violations: list[str] = []
+    slo: list[str] = []
     load = {n: 0.0 for n in topology.nodes}
     classes: dict[str, ClassScore] = {}
     model = latency or LatencyModel(topology, catalog)
@@ -151,11 +162,13 @@ def evaluate(plan: Plan, topology: Topology, catalog: Catalog, demand: Demand,
             worst = max(worst, p.latency_p95_ms)
             load[t.node] += c.rate * t.share * p.compute_ms / 1000.0
             if not meets_latency(p, c.max_latency_ms, TOL):
-                violations.append(f"SLO: class {c.id!r} sent to {t.variant}@{t.node} with p95 "
-                                  f"{p.latency_p95_ms:.1f} ms > {c.max_latency_ms:g} ms")
+                slo.append(f"SLO: class {c.id!r} sent to {t.variant}@{t.node} with p95 "
+                           f"{p.latency_p95_ms:.1f} ms > {c.max_latency_ms:g} ms")
+                violations.append(slo[-1])
             if c.min_accuracy is not None and v.accuracy < c.min_accuracy - TOL:
-                violations.append(f"SLO: class {c.id!r} sent to {t.variant} with accuracy "
-                                  f"{v.accuracy:.4f} < {c.min_accuracy:g}")
+                slo.append(f"SLO: class {c.id!r} sent to {t.variant} with accuracy "
+                           f"{v.accuracy:.4f} < {c.min_accuracy:g}")
+                violations.append(slo[-1])
         classes[c.id] = ClassScore(lat, acc, cost, worst)
         objective += c.rate * cost
         lat_sum += c.rate * lat
@@ -201,4 +214,5 @@ def evaluate(plan: Plan, topology: Topology, catalog: Catalog, demand: Demand,
         move_cost=move_weighted, move_ms=move_ms, moved=sorted(moved),
         objective=objective, total_rate=total, mean_latency_ms=lat_sum / total if total else 0.0,
         p95_class_latency_ms=weighted_quantile(lats, rates, 0.95), accuracy=acc_sum / total if total else 0.0,
-        deployment_cost=deployment, classes=classes, nodes=nodes, violations=violations, gain_vs_repository=gain)
+        deployment_cost=deployment, classes=classes, nodes=nodes, violations=violations, gain_vs_repository=gain,
+        slo_violations=slo)

@@ -52,6 +52,7 @@ a candidate at n whatever dominates it (no other variant can be cheaper to have 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -76,6 +77,25 @@ class PlacementOptions:
     alpha: float = 1000.0
     rho: float = 0.8
     budget: float | None = None
+
+    def __post_init__(self) -> None:
+        for problem in self.problems():
+            raise ValueError(problem)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these options, as sentences naming the option (empty: valid).
+
+        alpha >= 0 is what makes the model's exact reductions exact (domination prunes a
+        variant that is no faster and no more accurate: with alpha < 0 inaccuracy would be
+        a reward and the pruned variant could be the optimum's)."""
+        out = []
+        if not (math.isfinite(self.alpha) and self.alpha >= 0):
+            out.append(f"alpha must be a finite number >= 0 (ms per unit of inaccuracy), got {self.alpha}")
+        if not (math.isfinite(self.rho) and 0 < self.rho <= 1):
+            out.append(f"rho must be within (0, 1] (the utilisation cap), got {self.rho}")
+        if self.budget is not None and not (math.isfinite(self.budget) and self.budget >= 0):
+            out.append(f"budget must be a finite number >= 0 (price x MiB), got {self.budget}")
+        return out
 
     def as_dict(self) -> dict[str, float | None]:
         return {"alpha": self.alpha, "rho": self.rho, "budget": self.budget}

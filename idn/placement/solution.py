@@ -63,6 +63,39 @@ def from_arrays(problem: Problem, method: str, shares: np.ndarray, facts: Solver
     return Solution(method, placements, routes, facts)
 
 
+def share_violations(problem: Problem, shares: np.ndarray, tol: float = 1e-6) -> list[str]:
+    """Constraints a split (share per triple) breaks, checked from the arrays alone.
+
+    What ``from_arrays`` would place — every pair carrying a share above ``SHARE_EPS`` —
+    must fit each node's memory and, together, the budget; each class's shares must sum
+    to 1; each node's compute load must stay within ``rho x cores``. Every heuristic's
+    split passes through this before it becomes a Solution, so a plan that breaks a
+    constraint is reported as a failure, never returned as a plan.
+    """
+    out: list[str] = []
+    shares = np.asarray(shares, dtype=float)
+    n_nodes, n_classes = len(problem.node_ids), len(problem.classes)
+    if len(shares) != problem.n_triples or not np.all(np.isfinite(shares)):
+        return [f"split has {len(shares)} finite-or-not shares for {problem.n_triples} triples"]
+    served = np.bincount(problem.tri_class, weights=shares, minlength=n_classes)
+    for r in np.nonzero(np.abs(served - 1.0) > tol)[0][:3].tolist():
+        out.append(f"class {problem.classes[r].id!r} is {served[r]:.1%} served, not 100%")
+    used = np.zeros(problem.n_pairs, dtype=bool)
+    used[problem.tri_pair[shares > SHARE_EPS]] = True
+    mem = np.bincount(problem.pair_node[used], weights=problem.pair_size[used], minlength=n_nodes)
+    for n in np.nonzero(mem > problem.mem * (1 + tol))[0].tolist():
+        out.append(f"memory: node {problem.node_ids[n]!r} holds {mem[n]:.3f} MiB > {problem.mem[n]:g} MiB")
+    load = np.bincount(problem.pair_node[problem.tri_pair], weights=problem.tri_load * shares, minlength=n_nodes)
+    for n in np.nonzero(load > problem.cap * (1 + tol) + 1e-9)[0].tolist():
+        out.append(f"compute: node {problem.node_ids[n]!r} busy {load[n]:.3f} cores > rho x cores = "
+                   f"{problem.cap[n]:.3f}")
+    budget = problem.options.budget
+    cost = float(problem.pair_cost[used].sum())
+    if budget is not None and cost > budget * (1 + tol) + 1e-12:
+        out.append(f"budget: deployment cost {cost:.3f} > {budget:g}")
+    return out
+
+
 def to_plan(problem: Problem, solution: Solution, version: int = 1, inputs: dict[str, str] | None = None,
             class_metrics: dict[str, dict[str, float]] | None = None,
             totals: dict[str, float] | None = None) -> Plan:
