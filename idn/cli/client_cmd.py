@@ -22,9 +22,11 @@ from idn.demand import load_demand
 from idn.loadgen import (
     LoadOptions,
     LoadReport,
+    TraceWindow,
     answer_output,
     load_samples,
     plan_load,
+    plan_trace_load,
     run_load,
     scale_demand,
     slo_parameters,
@@ -33,6 +35,7 @@ from idn.loadgen import (
 from idn.protocol import params as P
 from idn.tls import TLSFiles
 from idn.topology import load_topology
+from idn.trace import load_trace
 
 # Wide tables when piped (rich would assume 80 columns); a terminal keeps its own width.
 _WIDTH = shutil.get_terminal_size((160, 40)).columns
@@ -156,39 +159,78 @@ def render_load_report(report: LoadReport, title: str) -> Table:
 @app.command("loadgen")
 def loadgen(
     topology: Annotated[Path, typer.Option(help="topology: where each class's ingress listens")],
-    demand: Annotated[Path, typer.Option(help="demand: request classes and their rates")],
-    duration: Annotated[float, typer.Option(help="seconds of counted load (after the warm-up)")] = 10.0,
+    demand: Annotated[Optional[Path], typer.Option(help="demand: request classes and their rates")] = None,
+    trace: Annotated[Optional[Path], typer.Option(help="trace (instead of --demand): rates that change over "
+                                                  "time, replayed as non-homogeneous Poisson arrivals")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="seconds of counted load after the warm-up (default 10; "
+                                                      "with --trace: trace seconds to replay, default to its end)")]
+    = None,
     warmup: Annotated[float, typer.Option(help="seconds of load sent first and not counted")] = 1.0,
+    start: Annotated[float, typer.Option(help="--trace: trace second to start the replay at")] = 0.0,
+    speed: Annotated[float, typer.Option(help="--trace: trace seconds per wall-clock second (rates as "
+                                         "written, periods shorter)")] = 1.0,
     seed: Annotated[int, typer.Option(help="seed of arrivals and sample order")] = 0,
     max_outstanding: Annotated[int, typer.Option(help="bound on requests in flight; arrivals over it are "
                                                  "counted as dropped")] = 256,
     timeout: Annotated[float, typer.Option(help="gRPC deadline of each request, seconds")] = 5.0,
-    scale: Annotated[float, typer.Option(help="multiply every class's rate")] = 1.0,
+    scale: Annotated[float, typer.Option(help="multiply every class's rate (--demand only)")] = 1.0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report as JSON here")] = None,
     catalog: CatalogOpt = None,
 ) -> None:
-    """Open-loop Poisson load per request class; per class latency percentiles, accuracy, who served."""
+    """Open-loop Poisson load per request class; per class latency percentiles, accuracy, who served.
+
+    With --trace, each class's arrivals follow its rate over time (non-homogeneous Poisson),
+    and the report counts, per class and trace period, the requests sent and answered
+    next to the expected count: what a controller measuring the ingresses should see."""
     cat = _catalog(catalog)
-    if duration <= 0 or scale <= 0 or max_outstanding < 1:
-        raise fail("--duration and --scale must be > 0, --max-outstanding >= 1")
+    if (demand is None) == (trace is None):
+        raise fail("give exactly one of --demand and --trace")
+    if (duration is not None and duration <= 0) or scale <= 0 or max_outstanding < 1 or speed <= 0 or start < 0:
+        raise fail("--duration, --scale and --speed must be > 0, --start >= 0, --max-outstanding >= 1")
+    window = None
     try:
         topo = load_topology(topology)
-        dem = load_demand(demand, topo, cat)
-        dem = scale_demand(dem, scale)
-        loads = plan_load(topo, cat, dem, seed=seed)
+        if trace is not None:
+            tr = load_trace(trace, topo, cat)
+            if start >= tr.duration_s:
+                raise fail(f"--start {start:g} is past the end of the trace ({tr.duration_s:g} s)")
+            window = TraceWindow(tr, start, duration, speed)
+            loads = plan_trace_load(topo, cat, window, seed=seed, warmup_s=warmup)
+            source, what = trace, (f"trace {tr.name}: t={window.start_s:g}..{window.end_s:g} s at x{speed:g} "
+                                   f"({window.wall_s:g} s)")
+        else:
+            assert demand is not None
+            dem = scale_demand(load_demand(demand, topo, cat), scale)
+            loads = plan_load(topo, cat, dem, seed=seed)
+            source, what = demand, f"{dem.total_rate:.1f} req/s total, {duration or 10.0:g} s"
     except ConfigError as e:
         raise fail(str(e)) from None
-    opts = LoadOptions(duration_s=duration, warmup_s=warmup, seed=seed, max_outstanding=max_outstanding,
+    opts = LoadOptions(duration_s=duration or 10.0, warmup_s=warmup, seed=seed, max_outstanding=max_outstanding,
                        timeout_s=timeout)
-    err.print(f"loadgen: {len(loads)} classes, {dem.total_rate:.1f} req/s total, {warmup:g} s warm-up + "
-              f"{duration:g} s", highlight=False)
+    err.print(f"loadgen: {len(loads)} classes, {what}, {warmup:g} s warm-up", highlight=False)
     try:
-        report = asyncio.run(run_load(loads, opts))
+        report = asyncio.run(run_load(loads, opts, window))
     except TimeoutError:
         raise fail(f"an ingress of {topology} did not accept a connection within {timeout:g} s "
                    f"(is the network up? `idn up {topology}`)") from None
-    out.print(render_load_report(report, f"loadgen {demand.name}: {duration:g} s, seed {seed}"))
+    out.print(render_load_report(report, f"loadgen {source.name}: {report.duration_s:g} s, seed {seed}"))
+    if report.trace is not None:
+        out.print(render_periods(report))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
         out.print(f"report: {json_out}", highlight=False)
+
+
+def render_periods(report: LoadReport) -> Table:
+    """Per trace period: requests expected, sent and answered (all classes together)."""
+    assert report.trace is not None
+    t = Table(title=f"per period of {report.trace['period_s']:g} s (trace time)")
+    for col in ("period", "from s", "expected", "sent", "ok", "sent / expected"):
+        t.add_column(col, justify="right")
+    o = report.overall
+    first = report.trace["first_period"]
+    for k, t0 in enumerate(report.trace["period_starts_s"]):
+        exp, sent, ok = (o.periods_expected or [])[k], (o.periods_sent or [])[k], (o.periods_ok or [])[k]
+        t.add_row(str(first + k), f"{t0:g}", f"{exp:.1f}", str(sent), str(ok), f"{sent / exp:.2f}" if exp else "-")
+    return t
