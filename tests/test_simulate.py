@@ -1,0 +1,181 @@
+"""The trace simulator: cached problems are exact, routing is best_split's optimum, hindsight bounds
+every policy, moves are counted, and a future ILP with move costs gets the running plan."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import idn.simulate as sim
+from idn.catalog import load_catalog
+from idn.demand import Demand
+from idn.placement.problem import PlacementOptions, build_problem
+from idn.placement.split import best_split, cheapest_placed
+from idn.placement.synthetic import tree_instance
+from idn.simulate import (
+    LOAD_MS_PER_MIB,
+    ProblemCache,
+    SimOptions,
+    Simulator,
+    cheapest_per_class,
+    moves_between,
+    route,
+    variant_load_ms,
+)
+from idn.topology import load_topology
+from idn.trace import parse_trace
+
+ROOT = Path(__file__).resolve().parent.parent
+CAT = load_catalog(ROOT / "models/catalog.yaml")
+TOPO = load_topology(ROOT / "deploy/topologies/demo.yaml")
+
+# 4 periods of 10 s: background, a crowd that appears at edge-2 then moves to edge-4,
+# and a task that appears at edge-3: classes come and go, so placements must move.
+TINY = {"name": "tiny", "duration_s": 40, "period_s": 10, "interpolation": "step", "classes": [
+    {"ingress": "edge-1", "task": "digits", "rate": 20},
+    {"ingress": "edge-3", "task": "waveforms", "max_latency_ms": 80, "rate": [[0, 10], [20, 0]]},
+    {"ingress": "edge-3", "task": "digits", "rate": [[0, 0], [20, 15]]},
+    {"id": "crowd-2", "ingress": "edge-2", "task": "digits", "min_accuracy": 0.94, "rate": [[0, 0], [10, 60], [20, 0]]},
+    {"id": "crowd-4", "ingress": "edge-4", "task": "digits", "min_accuracy": 0.94, "rate": [[0, 0], [20, 60]]},
+    {"ingress": "regional", "task": "waveforms", "rate": "8 + 4*sin(2*pi*t/40)"},
+]}
+
+
+def same_problem(a, b) -> None:
+    for f in dataclasses.fields(a):
+        if f.name == "stats":  # informational counts of the pruning
+            continue
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            assert x.shape == y.shape and np.allclose(x, y), f.name
+        else:
+            assert x == y, f.name
+
+
+def test_cached_problems_equal_fresh_builds():
+    topo, cat, dem = tree_instance(2, 4, 3, 4, 60, seed=4)
+    opts = PlacementOptions()
+    rng = np.random.default_rng(4)
+    plain = ProblemCache(topo, cat, opts)
+    universe = ProblemCache(topo, cat, opts, universe=dem)
+    for k in range(12):
+        keep = [replace(c, rate=c.rate * float(rng.uniform(0.1, 3))) for c in dem.classes
+                if k < 3 or rng.random() < 0.5]
+        if k == 11:  # a subset without one of the tasks: its variants leave the problem too
+            keep = [c for c in keep if c.task != "t0"]
+        d = Demand(tuple(keep))
+        fresh = build_problem(topo, cat, d, opts)
+        same_problem(plain.get(d), fresh)      # same shape again: rescaled
+        same_problem(universe.get(d), fresh)   # any subset: restricted from the universe
+    assert plain.hits >= 2 and universe.builds == 1 and universe.restricts >= 9
+
+
+def test_route_finds_best_splits_optimum():
+    for seed in (1, 3, 5):
+        topo, cat, dem = tree_instance(2, 4, 2, 4, 60, seed=seed, rate=(20, 200))  # compute caps bind
+        p = build_problem(topo, cat, dem, PlacementOptions())
+        rng = np.random.default_rng(seed)
+        for _ in range(4):
+            placed = (rng.random(p.n_pairs) < 0.6) | p.repository[p.pair_node]
+            assert np.array_equal(cheapest_per_class(p, placed), cheapest_placed(p, placed))
+            ours, (theirs, _) = route(p, placed), best_split(p, placed)
+            assert (ours is None) == (theirs is None)
+            if ours is not None:
+                assert p.objective_of(ours) == pytest.approx(p.objective_of(theirs), rel=1e-7)
+                np.testing.assert_allclose(np.bincount(p.tri_class, weights=ours), 1.0, atol=1e-7)
+
+
+def run_tiny(policies=sim.POLICIES, **kw):
+    trace = parse_trace(TINY, "tiny.yaml", TOPO, CAT)
+    return trace, Simulator(TOPO, CAT, trace, SimOptions(**kw)).run(list(policies))
+
+
+def test_hindsight_bounds_every_policy_in_every_period():
+    _, res = run_tiny()
+    assert list(res.policies) == list(sim.POLICIES)
+    h = res.policies["hindsight"].periods
+    for name, pr in res.policies.items():
+        assert len(pr.periods) == 4
+        for r, b in zip(pr.periods, h):
+            assert r.reference == pytest.approx(b.reference)  # one reference for everybody
+            if r.violations == 0:
+                # the ILP stops within its default relative gap (1e-4) of the optimum
+                assert r.objective >= b.objective * (1 - 2e-4), (name, r.index)
+                assert r.gain <= b.gain + 2e-4 * b.objective / b.reference, (name, r.index)
+        s = pr.summary
+        assert s["periods"] == 4 and s["reconfigurations"] == sum(r.added + r.removed for r in pr.periods[1:])
+        if name != "hindsight":
+            assert s["gain_of_hindsight"] <= 1 + 1e-3
+    # static never re-plans: what changes is only what the repository loads on demand
+    st = res.policies["static"].periods
+    assert all(r.routing != "best-split" or r.added == 0 for r in st[1:])
+    # the crowd moves: the periodic ILP follows it one period late, hindsight at once
+    assert res.policies["hindsight"].summary["gain"] > res.policies["static"].summary["gain"]
+    assert res.policies["periodic-ilp"].summary["reconfigurations"] > 0
+    assert res.timing["problem_cache"]["builds"] == 1  # every period's problem restricted from one build
+
+
+def test_moves_count_bytes_and_time():
+    model = sim.LatencyModel(TOPO, CAT)
+    big, small = CAT.variant("digits-cnn-l-int8"), CAT.variant("digits-cnn-s")
+    m = moves_between({"edge-1": {small.name}}, {"edge-1": {big.name}, "cloud": {small.name}}, TOPO, CAT, model)
+    assert (m.added, m.removed, m.bytes) == (2, 1, big.bytes + small.bytes)
+    assert m.load_ms == pytest.approx(LOAD_MS_PER_MIB * (big.bytes + small.bytes) / 2**20)
+    # bytes to edge-1 cross regional-cloud (1000 Mb/s) and edge-1-regional (100 Mb/s); the cloud's cost nothing
+    assert m.transfer_ms == pytest.approx(big.bytes * 8 / 1e3 * (1 / 1000 + 1 / 100))
+
+    class WithLoadTime:  # a catalog whose variants know their load time (Variant.load_ms(hw))
+        def variant(self, name):
+            return type("V", (), {"bytes": 2**20, "load_ms": staticmethod(lambda hw: 123.0 if hw else None)})()
+
+    assert variant_load_ms(WithLoadTime(), "x", "cpu") == 123.0  # type: ignore[arg-type]
+    assert variant_load_ms(WithLoadTime(), "x", None) == LOAD_MS_PER_MIB  # type: ignore[arg-type]
+
+
+def test_periodic_ilp_gets_the_running_plan_when_solve_accepts_it(monkeypatch):
+    calls = []
+    real = sim.solve_fn
+
+    def solve_with_moves(topology, catalog, demand, options=PlacementOptions(), method="highs", solver=None,
+                         version=1, inputs=None, problem=None, current_plan=None):
+        calls.append((method, current_plan))
+        return real(topology, catalog, demand, options, method=method, solver=solver, problem=problem)
+
+    assert "current_plan" not in inspect.signature(real).parameters  # today's solve: not passed
+    monkeypatch.setattr(sim, "solve_fn", solve_with_moves)
+    _, res = run_tiny(["periodic-ilp"], measurement="exact")
+    periodic = [c for c in calls if c[1] is not None]
+    assert len(periodic) == 3  # every period after the first gets the plan that ran before it
+    assert all(c[0] == "highs" for c in periodic)
+    hindsight_calls = [c for c in calls if c[1] is None]
+    assert len(hindsight_calls) == 5  # periodic's first period + 4 hindsight: the bound has no move costs
+
+
+def test_simulate_cli_writes_json_and_png(tmp_path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    from idn.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("COLUMNS", "200")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    args = ["simulate", "--topology", str(ROOT / "deploy/topologies/demo.yaml"), "--trace", "tiny.yaml",
+            "--catalog", str(ROOT / "models/catalog.yaml"), "--out", "sim"]
+    res = CliRunner().invoke(app, [*args, "--policy", "static,infida"])
+    assert res.exit_code == 0, res.output
+    assert "static" in res.output and "hindsight" in res.output and "100% (bound)" in res.output
+    doc = json.loads((tmp_path / "sim/tiny.json").read_text())
+    assert set(doc["policies"]) == {"static", "infida", "hindsight"}
+    assert len(doc["policies"]["infida"]["periods"]) == 4
+    assert {"gain", "gain_of_hindsight", "reconfigurations", "bytes_moved", "slo_violations"} <= set(
+        doc["policies"]["infida"]["summary"])
+    assert (tmp_path / "sim/tiny.png").stat().st_size > 10_000
+    bad = CliRunner().invoke(app, [*args, "--policy", "oracle"])
+    assert bad.exit_code == 1 and "unknown policy 'oracle'" in bad.output
