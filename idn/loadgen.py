@@ -15,9 +15,10 @@ arrivals are a non-homogeneous Poisson process, drawn up front by time rescaling
 Poisson arrivals on the class's expected-arrivals curve ``Lambda(t)`` (the integral of its
 rate, exact for piecewise rates) mapped back through its inverse. A trace is replayed
 over a bounded window (``start_s``, ``duration_s``) and may be sped up (``speed`` trace
-seconds per wall second: rates stay as written, each period is shorter). Every arrival is
-counted in its trace period, so the report has per class and period the requests sent
-and answered and the expected count, to compare with what a controller measured.
+seconds per wall second: the rates stay as written, so each period is shorter and holds
+``speed`` times fewer requests). Every arrival is counted in its trace period, so the
+report has per class and period the requests sent and answered and the expected count,
+to compare with what a controller measured.
 
 The generator shares the CPU with the nodes on one machine, so the hot path is lean:
 request messages are serialized once per (class, sample) before the clock starts and
@@ -327,14 +328,15 @@ def plan_trace_load(topology: Topology, catalog: Catalog, window: TraceWindow, s
     first = window.first_period()
     out = []
     for ld, tc in zip(loads, window.trace.classes):
-        lam = cumulative(tc.rate, grid)
+        lam = cumulative(tc.rate, grid) / window.speed  # expected arrivals in wall time: rates as written
         t_trace = arrival_times(lam - lam[0], grid, rng)
         r0 = float(tc.rate.at(a)[0])
         n_warm = int(rng.poisson(r0 * warmup_s)) if warmup_s > 0 and r0 > 0 else 0
         warm = -np.sort(rng.uniform(0.0, warmup_s, size=n_warm))[::-1]
         sched = np.concatenate([warm, (t_trace - a) / window.speed])
         per = np.concatenate([np.full(n_warm, -1), np.floor(t_trace / p + 1e-12).astype(np.int64) - first])
-        out.append(replace(ld, cls=replace(ld.cls, rate=float((lam[-1] - lam[0]) / (b - a))), schedule=sched,
+        mean_rate = float((lam[-1] - lam[0]) * window.speed / (b - a))
+        out.append(replace(ld, cls=replace(ld.cls, rate=mean_rate), schedule=sched,
                            periods=per))
     return out
 
@@ -389,7 +391,7 @@ class _Driver:
                    for i, ld in enumerate(self.loads)]
         trace = None
         if self.window is not None:
-            expected = self.window.trace.expected_counts(self.window.period_edges())
+            expected = self.window.trace.expected_counts(self.window.period_edges()) / self.window.speed
             for i, r in enumerate(reports):  # loads are in trace class order (plan_trace_load)
                 r.periods_sent = self.period_sent[i].tolist()
                 r.periods_ok = self.period_ok[i].tolist()

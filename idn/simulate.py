@@ -98,7 +98,7 @@ class ProblemCache:
     """
 
     def __init__(self, topology: Topology, catalog: Catalog, options: PlacementOptions,
-                 universe: Demand | None = None, max_shapes: int = 256):
+                 universe: Demand | None = None, max_shapes: int = 32):
         self.topology, self.catalog, self.options = topology, catalog, options
         self.max_shapes = max_shapes
         self._shapes: OrderedDict[tuple[Any, ...], tuple[Problem, np.ndarray]] = OrderedDict()

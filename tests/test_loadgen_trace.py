@@ -88,8 +88,10 @@ def test_loadgen_cli_replays_a_window_sped_up(net, monkeypatch):
     assert doc["trace"]["start_s"] == 1 and doc["trace"]["speed"] == 2 and doc["trace"]["first_period"] == 1
     assert doc["duration_s"] == pytest.approx(1.0)  # trace seconds 1..3 at x2
     plain = doc["classes"][0]
-    assert plain["periods_expected"] == pytest.approx([90, 0]) and len(plain["periods_sent"]) == 2
-    assert abs(plain["periods_sent"][0] - 90) <= 5 * 90 ** 0.5 and plain["periods_sent"][1] == 0
+    # x2: the rates as written, each period half as long, so half the requests
+    assert plain["periods_expected"] == pytest.approx([45, 0]) and len(plain["periods_sent"]) == 2
+    assert abs(plain["periods_sent"][0] - 45) <= 5 * 45 ** 0.5 and plain["periods_sent"][1] == 0
+    assert plain["rate"] == pytest.approx(45.0)  # mean rate over the window's wall time
     both = CliRunner().invoke(app, ["loadgen", "--topology", "line3.yaml", "--trace", "steps.yaml",
                                     "--demand", "demand.yaml", "--catalog", "catalog.yaml"])
     assert both.exit_code == 1 and "exactly one of --demand and --trace" in both.output
