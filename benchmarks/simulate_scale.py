@@ -87,7 +87,8 @@ def main() -> None:
     if a.periods:
         rows.append(run(["static", "infida", "infida-coupled"], a.periods, a.seed, False, inf))
     if a.ilp_periods:
-        rows.append(run(["static", "periodic-ilp", "greedy", "infida", "infida-coupled", "hindsight"], a.ilp_periods,
+        rows.append(run(["static", "periodic-ilp", "periodic-ilp-moves", "greedy", "infida", "infida-coupled",
+                         "hindsight"], a.ilp_periods,
                         a.seed, True, inf))
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(rows, indent=1) + "\n")

@@ -22,8 +22,10 @@ Policies (``POLICIES``):
   mean demand, which peeks at the future), never moves;
 * ``periodic-ilp``: re-solves the ILP every period on the previous period's *measured*
   demand (Poisson counts over the period, as the controller measures them; the first
-  period uses the first period's demand as the deployment forecast). When ``solve``
-  accepts a ``current_plan`` (move costs in the ILP) the running plan is passed to it;
+  period uses the first period's demand as the deployment forecast), moves free;
+* ``periodic-ilp-moves``: the same with move costs in the ILP (:mod:`idn.placement.moves`):
+  ``solve`` gets what the nodes hold as the running plan, keeping a placement is free and
+  a new one costs ``move_weight / period_s`` per ms of moving, as ``idn control`` charges;
 * ``greedy``: the greedy baseline, re-run like ``periodic-ilp``;
 * ``infida``: :mod:`idn.online.infida`, updated after each period from its measured demand,
   with the paper's dependent rounding (``depround``) re-drawn every period;
@@ -32,15 +34,13 @@ Policies (``POLICIES``):
 
 Reported per period and overall: cost, gain, accuracy, violations (SLO, compute, memory),
 reconfigurations (placements added + removed, from the second period on), bytes moved
-(size of the variants newly placed) and their move time (load time from the catalog's
-``Variant.load_ms(hardware_class)`` when the catalog has it, else ``LOAD_MS_PER_MIB`` x
-size; plus the bytes over the links from the repository at their bandwidth).
+(size of the variants newly placed) and their move time (``placement.moves.move_time``:
+the catalog's load time, or its size-scaled estimate, plus the bytes over the links from
+the repository at their bandwidth; what the ILP with moves charges).
 """
 
 from __future__ import annotations
 
-import inspect
-import math
 import os
 import sys
 import time
@@ -60,15 +60,16 @@ from idn.placement.backends import SolverOptions
 from idn.placement.baselines import repository_only
 from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.explain import InfeasibleProblem
-from idn.placement.problem import MIB, PlacementOptions, Problem, build_problem
+from idn.placement.moves import Moves as PlacementMoves
+from idn.placement.moves import move_time
+from idn.placement.problem import PlacementOptions, Problem, build_problem
 from idn.placement.solution import from_arrays, to_plan
 from idn.plan import Plan, SolverFacts, SolveStatus
 from idn.topology import Topology
 from idn.trace import Period, Trace
 
-POLICIES = ("static", "periodic-ilp", "greedy", "infida", "infida-coupled", "hindsight")
+POLICIES = ("static", "periodic-ilp", "periodic-ilp-moves", "greedy", "infida", "infida-coupled", "hindsight")
 MEASUREMENTS = ("poisson", "exact")
-LOAD_MS_PER_MIB = 20.0  # size-based load time (read + session build) when the catalog has no load time
 
 Placement = dict[str, set[str]]
 
@@ -187,6 +188,7 @@ def restrict(full: Problem, unit: np.ndarray, keep: np.ndarray, classes: list[Re
     return replace(
         full, classes=classes, rate=rate, variant_names=names, size=full.size[kept_vars], acc=full.acc[kept_vars],
         pair_node=full.pair_node[pairs], pair_var=vmap[full.pair_var[pairs]],
+        pair_move=full.pair_move[pairs] if len(full.pair_move) else full.pair_move,
         tri_class=t_class, tri_pair=rank[inv].astype(np.int64), tri_cost=full.tri_cost[mask],
         tri_latency=full.tri_latency[mask], tri_load=unit[mask] * rate[t_class],
         class_ptr=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
@@ -356,6 +358,7 @@ def placed_mask(problem: Problem, placement: Placement) -> np.ndarray:
 
 @dataclass
 class Moves:
+    """What changed between two periods' placements (not the ILP's ``placement.moves.Moves``)."""
     added: int = 0
     removed: int = 0
     bytes: int = 0
@@ -363,51 +366,34 @@ class Moves:
     transfer_ms: float = 0.0
 
 
-def variant_load_ms(catalog: Catalog, variant: str, hardware_class: str | None) -> float:
-    """The catalog's load time of a variant on a hardware class when it has one, else size-based."""
-    v = catalog.variant(variant)
-    fn = getattr(v, "load_ms", None)
-    if callable(fn) and hardware_class is not None:
-        try:
-            ms = fn(hardware_class)
-        except (KeyError, ValueError, TypeError):
-            ms = None
-        if ms is not None and math.isfinite(float(ms)):
-            return float(ms)
-    return LOAD_MS_PER_MIB * v.bytes / MIB
-
-
-def moves_between(before: Placement, after: Placement, topology: Topology, catalog: Catalog,
-                  model: LatencyModel) -> Moves:
+def moves_between(before: Placement, after: Placement, model: LatencyModel) -> Moves:
+    """Placements added and removed, and the added ones' bytes and move time: ``move_time`` of
+    :mod:`idn.placement.moves` (the catalog's load time, or its size-scaled estimate, plus the
+    bytes over the links from the repository), the same cost the ILP with moves charges."""
     m = Moves()
     for n in set(before) | set(after):
         old, new = before.get(n, set()), after.get(n, set())
         added = new - old
         m.added += len(added)
         m.removed += len(old - new)
-        if not added:
-            continue
-        node = topology.node(n)
-        ms_per_byte = model.path(n)[-1].ms_per_byte  # from the repository over the links
         for v in added:
-            b = catalog.variant(v).bytes
-            m.bytes += b
-            m.load_ms += variant_load_ms(catalog, v, node.hardware_class)
-            m.transfer_ms += b * ms_per_byte
+            variant = model.catalog.variant(v)
+            mt = move_time(model, n, variant)
+            m.bytes += variant.bytes
+            m.load_ms += mt.load_ms
+            m.transfer_ms += mt.transfer_ms
     return m
 
 
 # -- policies ------------------------------------------------------------------------------
 
-def solve_accepts(name: str) -> bool:
-    return name in inspect.signature(solve_fn).parameters
-
-
 class Policy:
     """Decides the placement of period k before it starts; may learn from its measurement after."""
     name = "policy"
 
-    def decide(self, k: int, forecast: Demand, truth: Demand, current: Plan | None) -> tuple[Placement, Plan | None]:
+    def decide(self, k: int, forecast: Demand, truth: Demand, held: Placement) -> Placement:
+        """``forecast``: what the policy may know (the previous period's measurement); ``truth``:
+        the period's true demand (only hindsight may look); ``held``: what the nodes hold now."""
         raise NotImplementedError
 
     def observe(self, k: int, measured: Demand) -> None:
@@ -415,25 +401,28 @@ class Policy:
 
 
 class _Solving(Policy):
-    def __init__(self, env: Simulator, method: str):
-        self.env, self.method = env, method
+    def __init__(self, env: Simulator, method: str, move_costs: bool = False):
+        self.env, self.method, self.move_costs = env, method, move_costs
         self.placement: Placement = {}
-        self.plan: Plan | None = None
         self.failures = 0
 
-    def _solve(self, demand: Demand, current: Plan | None) -> tuple[Placement, Plan | None]:
-        kwargs: dict[str, Any] = {}
-        if current is not None and solve_accepts("current_plan"):  # move costs in the ILP, when it has them
-            kwargs["current_plan"] = current
+    def _solve(self, demand: Demand, held: Placement) -> Placement:
+        opts = self.env.options
+        moves = None
+        if self.move_costs and held:  # the running plan: keeping is free, a new placement costs its move
+            moves = PlacementMoves.from_placements(held, opts.move_weight / self.env.period_s)
         try:
-            out = solve_fn(self.env.topology, self.env.catalog, demand, self.env.options.placement, method=self.method,
-                           solver=self.env.options.solver, problem=self.env.cache.get(demand), **kwargs)
+            if moves is None:
+                out = solve_fn(self.env.topology, self.env.catalog, demand, opts.placement, method=self.method,
+                               solver=opts.solver, problem=self.env.cache.get(demand))
+            else:  # the problem depends on the running plan: solve builds it
+                out = solve_fn(self.env.topology, self.env.catalog, demand, opts.placement, method=self.method,
+                               solver=opts.solver, moves=moves)
         except InfeasibleProblem:
             self.failures += 1  # keep what runs
-            return self.placement, self.plan
+            return self.placement
         self.placement = {n: set(vs) for n, vs in out.plan.placements.items()}
-        self.plan = out.plan
-        return self.placement, self.plan
+        return self.placement
 
 
 class StaticPolicy(_Solving):
@@ -444,20 +433,20 @@ class StaticPolicy(_Solving):
         self.initial = initial
         self.solved = False
 
-    def decide(self, k: int, forecast: Demand, truth: Demand, current: Plan | None) -> tuple[Placement, Plan | None]:
+    def decide(self, k: int, forecast: Demand, truth: Demand, held: Placement) -> Placement:
         if not self.solved:
             self.solved = True
-            return self._solve(self.initial, None)
-        return self.placement, self.plan
+            return self._solve(self.initial, {})
+        return self.placement
 
 
 class PeriodicPolicy(_Solving):
-    def __init__(self, env: Simulator, name: str, method: str):
-        super().__init__(env, method)
+    def __init__(self, env: Simulator, name: str, method: str, move_costs: bool = False):
+        super().__init__(env, method, move_costs)
         self.name = name
 
-    def decide(self, k: int, forecast: Demand, truth: Demand, current: Plan | None) -> tuple[Placement, Plan | None]:
-        return self._solve(forecast, current)
+    def decide(self, k: int, forecast: Demand, truth: Demand, held: Placement) -> Placement:
+        return self._solve(forecast, held)
 
 
 class HindsightPolicy(_Solving):
@@ -466,8 +455,8 @@ class HindsightPolicy(_Solving):
     def __init__(self, env: Simulator):
         super().__init__(env, env.options.method)
 
-    def decide(self, k: int, forecast: Demand, truth: Demand, current: Plan | None) -> tuple[Placement, Plan | None]:
-        return self._solve(truth, None)  # the bound: no move costs either
+    def decide(self, k: int, forecast: Demand, truth: Demand, held: Placement) -> Placement:
+        return self._solve(truth, held)  # the bound: no move costs (move_costs=False)
 
 
 class InfidaPolicy(Policy):
@@ -475,8 +464,8 @@ class InfidaPolicy(Policy):
         self.env, self.name = env, name
         self.infida = Infida(env.topology, env.catalog, options or env.options.infida, env.options.placement)
 
-    def decide(self, k: int, forecast: Demand, truth: Demand, current: Plan | None) -> tuple[Placement, Plan | None]:
-        return self.infida.placement(), None
+    def decide(self, k: int, forecast: Demand, truth: Demand, held: Placement) -> Placement:
+        return self.infida.placement()
 
     def observe(self, k: int, measured: Demand) -> None:
         if not measured.classes:
@@ -498,12 +487,14 @@ class SimOptions:
     solver: SolverOptions = field(default_factory=SolverOptions)
     placement: PlacementOptions = field(default_factory=PlacementOptions)
     infida: InfidaOptions = field(default_factory=InfidaOptions)
+    move_weight: float = 1.0               # periodic-ilp-moves: request-ms one ms of moving is worth (the
+                                           # controller's default), amortised over one period
 
     def as_dict(self) -> dict[str, Any]:
         return {"period_s": self.period_s, "measurement": self.measurement, "seed": self.seed,
                 "static_on": self.static_on, "method": self.method, "solver": self.solver.as_dict(),
                 "placement": self.placement.as_dict(), "infida": self.infida.as_dict(),
-                "load_ms_per_mib_fallback": LOAD_MS_PER_MIB}
+                "move_weight": self.move_weight}
 
 
 @dataclass
@@ -580,6 +571,7 @@ class Simulator:
         if options.static_on not in ("first", "mean"):
             raise ValueError("static_on must be 'first' or 'mean'")
         self.topology, self.catalog, self.trace, self.options = topology, catalog, trace, options
+        self.period_s = options.period_s or trace.period_s
         self.universe = Demand(tuple(tc.cls for tc in trace.classes if tc.cls.rate > 0), "<every class of the trace>")
         self.cache = ProblemCache(topology, catalog, options.placement, universe=self.universe)
         self.scorer = Scorer(topology, catalog, options.placement, self.cache, options.solver)
@@ -590,6 +582,8 @@ class Simulator:
             return StaticPolicy(self, initial)
         if name == "periodic-ilp":
             return PeriodicPolicy(self, name, self.options.method)
+        if name == "periodic-ilp-moves":
+            return PeriodicPolicy(self, name, self.options.method, move_costs=True)
         if name == "greedy":
             return PeriodicPolicy(self, name, "greedy")
         if name in ("infida", "infida-coupled"):
@@ -613,13 +607,12 @@ class Simulator:
         pols = [self.make(n, periods) for n in names]
         results = {p.name: PolicyResult(p.name) for p in pols}
         held: dict[str, Placement] = {p.name: {} for p in pols}
-        plans: dict[str, Plan | None] = {p.name: None for p in pols}
         for k, period in enumerate(periods):
             truth = period.demand
             forecast = periods[0].demand if k == 0 else measured[k - 1]
             for pol in pols:
                 t0 = time.perf_counter()
-                placement, plan = pol.decide(k, forecast, truth, plans[pol.name])
+                placement = pol.decide(k, forecast, truth, held[pol.name])
                 t1 = time.perf_counter()
                 if not truth.classes:
                     rec = PeriodRecord(k, period.start_s, period.end_s, 0.0, 0.0, 0.0, None, 0.0, 0.0, 0.0, 0, 0, 0, 0,
@@ -628,9 +621,8 @@ class Simulator:
                     continue
                 sc = self.scorer.score(placement, truth, pol.name)
                 t2 = time.perf_counter()
-                mv = moves_between(held[pol.name], sc.held, self.topology, self.catalog, self.scorer.model)
+                mv = moves_between(held[pol.name], sc.held, self.scorer.model)
                 held[pol.name] = sc.held
-                plans[pol.name] = plan if plan is not None else sc.plan
                 ev = sc.evaluation
                 slo, compute, memory = _violation_counts(ev)
                 results[pol.name].periods.append(PeriodRecord(

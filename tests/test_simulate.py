@@ -1,10 +1,9 @@
 """The trace simulator: cached problems are exact, routing is best_split's optimum, hindsight bounds
-every policy, moves are counted, and a future ILP with move costs gets the running plan."""
+every policy, moves are counted, and the ILP with move costs gets what the nodes hold."""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -15,18 +14,17 @@ import pytest
 import idn.simulate as sim
 from idn.catalog import load_catalog
 from idn.demand import Demand
+from idn.placement.moves import move_time
 from idn.placement.problem import PlacementOptions, build_problem
 from idn.placement.split import best_split, cheapest_placed
 from idn.placement.synthetic import tree_instance
 from idn.simulate import (
-    LOAD_MS_PER_MIB,
     ProblemCache,
     SimOptions,
     Simulator,
     cheapest_per_class,
     moves_between,
     route,
-    variant_load_ms,
 )
 from idn.topology import load_topology
 from idn.trace import parse_trace
@@ -91,9 +89,9 @@ def test_route_finds_best_splits_optimum():
                 np.testing.assert_allclose(np.bincount(p.tri_class, weights=ours), 1.0, atol=1e-7)
 
 
-def run_tiny(policies=sim.POLICIES, **kw):
+def run_tiny(policies=sim.POLICIES, bound=True, **kw):
     trace = parse_trace(TINY, "tiny.yaml", TOPO, CAT)
-    return trace, Simulator(TOPO, CAT, trace, SimOptions(**kw)).run(list(policies))
+    return trace, Simulator(TOPO, CAT, trace, SimOptions(**kw)).run(list(policies), bound=bound)
 
 
 def test_hindsight_bounds_every_policy_in_every_period():
@@ -124,37 +122,33 @@ def test_hindsight_bounds_every_policy_in_every_period():
 def test_moves_count_bytes_and_time():
     model = sim.LatencyModel(TOPO, CAT)
     big, small = CAT.variant("digits-cnn-l-int8"), CAT.variant("digits-cnn-s")
-    m = moves_between({"edge-1": {small.name}}, {"edge-1": {big.name}, "cloud": {small.name}}, TOPO, CAT, model)
+    m = moves_between({"edge-1": {small.name}}, {"edge-1": {big.name}, "cloud": {small.name}}, model)
     assert (m.added, m.removed, m.bytes) == (2, 1, big.bytes + small.bytes)
-    assert m.load_ms == pytest.approx(LOAD_MS_PER_MIB * (big.bytes + small.bytes) / 2**20)
+    # the ILP's own move time: load time (catalog or size-scaled) + bytes over the links from the repository
+    expect = move_time(model, "edge-1", big)
+    assert m.load_ms == pytest.approx(expect.load_ms + move_time(model, "cloud", small).load_ms)
     # bytes to edge-1 cross regional-cloud (1000 Mb/s) and edge-1-regional (100 Mb/s); the cloud's cost nothing
-    assert m.transfer_ms == pytest.approx(big.bytes * 8 / 1e3 * (1 / 1000 + 1 / 100))
-
-    class WithLoadTime:  # a catalog whose variants know their load time (Variant.load_ms(hw))
-        def variant(self, name):
-            return type("V", (), {"bytes": 2**20, "load_ms": staticmethod(lambda hw: 123.0 if hw else None)})()
-
-    assert variant_load_ms(WithLoadTime(), "x", "cpu") == 123.0  # type: ignore[arg-type]
-    assert variant_load_ms(WithLoadTime(), "x", None) == LOAD_MS_PER_MIB  # type: ignore[arg-type]
+    assert m.transfer_ms == pytest.approx(big.bytes * 8 / 1e3 * (1 / 1000 + 1 / 100)) == expect.transfer_ms
 
 
-def test_periodic_ilp_gets_the_running_plan_when_solve_accepts_it(monkeypatch):
+def test_periodic_ilp_with_moves_gets_what_the_nodes_hold(monkeypatch):
     calls = []
     real = sim.solve_fn
 
-    def solve_with_moves(topology, catalog, demand, options=PlacementOptions(), method="highs", solver=None,
-                         version=1, inputs=None, problem=None, current_plan=None):
-        calls.append((method, current_plan))
-        return real(topology, catalog, demand, options, method=method, solver=solver, problem=problem)
+    def spy(*args, **kw):
+        calls.append(kw.get("moves"))
+        return real(*args, **kw)
 
-    assert "current_plan" not in inspect.signature(real).parameters  # today's solve: not passed
-    monkeypatch.setattr(sim, "solve_fn", solve_with_moves)
-    _, res = run_tiny(["periodic-ilp"], measurement="exact")
-    periodic = [c for c in calls if c[1] is not None]
-    assert len(periodic) == 3  # every period after the first gets the plan that ran before it
-    assert all(c[0] == "highs" for c in periodic)
-    hindsight_calls = [c for c in calls if c[1] is None]
-    assert len(hindsight_calls) == 5  # periodic's first period + 4 hindsight: the bound has no move costs
+    monkeypatch.setattr(sim, "solve_fn", spy)
+    _, res = run_tiny(["periodic-ilp-moves"], measurement="exact", bound=False)
+    assert len(calls) == 4 and calls[0] is None  # nothing runs before the first period
+    held = res.policies["periodic-ilp-moves"]
+    for k, moves in enumerate(calls[1:], start=1):
+        assert moves is not None and moves.weight == pytest.approx(1.0 / 10)  # move_weight / period_s
+        assert sum(len(v) for v in moves.current.values()) == held.periods[k - 1].held
+    calls.clear()
+    run_tiny(["periodic-ilp", "static"], measurement="exact")  # no move costs, nor for the bound
+    assert calls and all(m is None for m in calls)
 
 
 def test_simulate_cli_writes_json_and_png(tmp_path, monkeypatch):

@@ -97,6 +97,9 @@ def simulate(
     rounding: Annotated[str, typer.Option(help=f"INFIDA's rounding for the 'infida' policy: {' | '.join(ROUNDINGS)}")]
     = InfidaOptions().rounding,
     round_every: Annotated[int, typer.Option(help="INFIDA: draw a new integral allocation every N periods")] = 1,
+    move_weight: Annotated[float, typer.Option(help="periodic-ilp-moves: request-ms of latency one ms of moving "
+                                               "is worth, amortised over one period (idn control's default)")]
+    = SimOptions().move_weight,
     out_dir: Annotated[Path, typer.Option("--out", help="folder for <trace>.json and <trace>.png")]
     = Path("results/simulate"),
     no_plot: Annotated[bool, typer.Option("--no-plot", help="skip the PNG")] = False,
@@ -106,8 +109,8 @@ def simulate(
     if measurement not in MEASUREMENTS or static_on not in ("first", "mean") or rounding not in ROUNDINGS:
         raise fail(f"--measurement is one of {', '.join(MEASUREMENTS)}, --static-on first|mean, "
                    f"--rounding one of {', '.join(ROUNDINGS)}")
-    if (period is not None and period <= 0) or round_every < 1 or eta < 0:
-        raise fail("--period must be > 0, --round-every >= 1, --eta >= 0")
+    if (period is not None and period <= 0) or round_every < 1 or eta < 0 or move_weight < 0:
+        raise fail("--period must be > 0, --round-every >= 1, --eta and --move-weight >= 0")
     try:
         cat = load_catalog(catalog or default_catalog_path())
         topo = load_topology(topology)
@@ -117,7 +120,8 @@ def simulate(
     opts = SimOptions(period_s=period, measurement=measurement, seed=seed, static_on=static_on,
                       solver=SolverOptions(time_limit=time_limit, gap=gap),
                       placement=PlacementOptions(alpha=alpha, rho=rho, budget=budget),
-                      infida=InfidaOptions(eta=eta, rounding=rounding, round_every=round_every, seed=seed))
+                      infida=InfidaOptions(eta=eta, rounding=rounding, round_every=round_every, seed=seed),
+                      move_weight=move_weight)
     try:
         sim = Simulator(topo, cat, tr, opts)
         n = len(tr.periods(period))
