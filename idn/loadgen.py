@@ -10,6 +10,16 @@ send). A bound on outstanding requests keeps a collapsing network from growing t
 client without limit; arrivals over the bound are counted as ``dropped`` (never silently
 skipped). The first ``warmup_s`` seconds of arrivals are sent but not counted.
 
+**Traces** (``--trace``, :mod:`idn.trace`): each class's rate changes with time, so its
+arrivals are a non-homogeneous Poisson process, drawn up front by time rescaling: unit-rate
+Poisson arrivals on the class's expected-arrivals curve ``Lambda(t)`` (the integral of its
+rate, exact for piecewise rates) mapped back through its inverse. A trace is replayed
+over a bounded window (``start_s``, ``duration_s``) and may be sped up (``speed`` trace
+seconds per wall second: the rates stay as written, so each period is shorter and holds
+``speed`` times fewer requests). Every arrival is counted in its trace period, so the
+report has per class and period the requests sent and answered and the expected count,
+to compare with what a controller measured.
+
 The generator shares the CPU with the nodes on one machine, so the hot path is lean:
 request messages are serialized once per (class, sample) before the clock starts and
 sent as bytes over one channel per ingress; per request only the response is parsed.
@@ -18,6 +28,7 @@ sent as bytes over one channel per ingress; per request only the response is par
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import zipfile
 from collections import Counter
@@ -36,6 +47,7 @@ from idn.protocol import params as P
 from idn.protos import grpc_service_pb2 as pb
 from idn.tls import TLSFiles, aio_channel
 from idn.topology import Topology
+from idn.trace import Trace, cumulative
 from idn.zoo.samples import INPUTS_KEY, LABELS_KEY  # the sample file format has one owner
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
@@ -130,6 +142,10 @@ class ClassLoad:
     messages: list[bytes]
     labels: list[int | None]
     output: str
+    # trace replay: arrival times (seconds from the start of the counted window) and the
+    # trace period of each; None: homogeneous Poisson at cls.rate
+    schedule: np.ndarray | None = None
+    periods: np.ndarray | None = None
 
     @classmethod
     def build(cls, rc: RequestClass, address: str, task: Task, samples: Samples,
@@ -190,6 +206,10 @@ class ClassReport:
     degraded: int
     served_by: dict[str, float]  # "<node>/<variant>" -> share of OK answers
     achieved_rps: float
+    # trace replay only: per trace period, requests sent, answered OK, and expected
+    periods_sent: list[int] | None = None
+    periods_ok: list[int] | None = None
+    periods_expected: list[float] | None = None
 
     @classmethod
     def of(cls, load: ClassLoad, outcomes: list[_Outcome], dropped: int, duration_s: float) -> ClassReport:
@@ -221,9 +241,16 @@ class LoadReport:
     classes: list[ClassReport]
     overall: ClassReport
     started: float = field(default_factory=time.time)
+    trace: dict[str, Any] | None = None  # trace replay: name, window, speed, period starts
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if d["trace"] is None:  # a plain demand run: no trace fields at all
+            del d["trace"]
+            for c in [*d["classes"], d["overall"]]:
+                for k in ("periods_sent", "periods_ok", "periods_expected"):
+                    del c[k]
+        return d
 
 
 @dataclass(frozen=True)
@@ -259,8 +286,86 @@ class IngressUnavailable(ConnectionError):
         super().__init__(f"ingress(es) not accepting connections within {timeout_s:g} s: {names}")
 
 
-async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles | None = None) -> LoadReport:
-    """Drive every class open-loop for warmup + duration seconds, then wait for stragglers.
+@dataclass(frozen=True)
+class TraceWindow:
+    """Which part of a trace to replay and how fast."""
+    trace: Trace
+    start_s: float = 0.0
+    duration_s: float | None = None  # trace seconds; None: to the end of the trace
+    speed: float = 1.0               # trace seconds per wall-clock second
+
+    @property
+    def end_s(self) -> float:
+        end = self.trace.duration_s if self.duration_s is None else self.start_s + self.duration_s
+        return min(end, self.trace.duration_s)
+
+    @property
+    def wall_s(self) -> float:
+        return (self.end_s - self.start_s) / self.speed
+
+    def period_edges(self) -> np.ndarray:
+        """Edges of the trace periods that overlap the window, clipped to it."""
+        p = self.trace.period_s
+        first = math.floor(self.start_s / p + 1e-9)
+        edges = np.arange(first, math.ceil(self.end_s / p - 1e-9) + 1) * p
+        return np.clip(edges, self.start_s, self.end_s)
+
+    def first_period(self) -> int:
+        return math.floor(self.start_s / self.trace.period_s + 1e-9)
+
+    def describe(self) -> dict[str, Any]:
+        edges = self.period_edges()
+        return {"name": self.trace.name, "file": self.trace.file, "period_s": self.trace.period_s,
+                "start_s": self.start_s, "end_s": self.end_s, "speed": self.speed,
+                "first_period": self.first_period(), "period_starts_s": [float(x) for x in edges[:-1]]}
+
+
+def arrival_times(rate_cumulative: np.ndarray, grid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Non-homogeneous Poisson arrivals on ``grid`` by time rescaling: unit-rate arrivals on the
+    expected-arrivals axis ``rate_cumulative`` (increasing, from 0 at grid[0]) mapped back to time."""
+    total = float(rate_cumulative[-1])
+    n = int(rng.poisson(total))
+    if n == 0:
+        return np.zeros(0)
+    # given the count, arrival "masses" are uniform order statistics on [0, total]
+    u = np.sort(rng.uniform(0.0, total, size=n))
+    # invert Lambda: a flat part (rate 0) never receives an arrival
+    return np.interp(u, rate_cumulative, grid)
+
+
+def plan_trace_load(topology: Topology, catalog: Catalog, window: TraceWindow, seed: int = 0,
+                    addresses: dict[str, str] | None = None, warmup_s: float = 0.0,
+                    grid_step_s: float = 0.01) -> list[ClassLoad]:
+    """Prebuild every class of a trace with its arrival schedule over the window.
+
+    Schedules are in wall seconds from the start of the counted window; warm-up arrivals
+    (homogeneous at each class's rate at ``start_s``) have negative times."""
+    rng = np.random.default_rng(seed)
+    demand = Demand(tuple(tc.cls for tc in window.trace.classes), window.trace.file)
+    loads = plan_load(topology, catalog, demand, seed=seed, addresses=addresses)
+    a, b = window.start_s, window.end_s
+    grid = np.linspace(a, b, max(2, int(math.ceil((b - a) / grid_step_s)) + 1))
+    p = window.trace.period_s
+    first = window.first_period()
+    out = []
+    for ld, tc in zip(loads, window.trace.classes):
+        lam = cumulative(tc.rate, grid) / window.speed  # expected arrivals in wall time: rates as written
+        t_trace = arrival_times(lam - lam[0], grid, rng)
+        r0 = float(tc.rate.at(a)[0])
+        n_warm = int(rng.poisson(r0 * warmup_s)) if warmup_s > 0 and r0 > 0 else 0
+        warm = -np.sort(rng.uniform(0.0, warmup_s, size=n_warm))[::-1]
+        sched = np.concatenate([warm, (t_trace - a) / window.speed])
+        per = np.concatenate([np.full(n_warm, -1), np.floor(t_trace / p + 1e-12).astype(np.int64) - first])
+        mean_rate = float((lam[-1] - lam[0]) * window.speed / (b - a))
+        out.append(replace(ld, cls=replace(ld.cls, rate=mean_rate), schedule=sched,
+                           periods=per))
+    return out
+
+
+async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles | None = None,
+                   window: TraceWindow | None = None) -> LoadReport:
+    """Drive every class open-loop for warmup + duration seconds (or a trace window), then wait for
+    stragglers.
 
     Raises IngressUnavailable, naming every ingress that does not accept a connection
     within the request timeout, before any load is sent."""
@@ -284,7 +389,7 @@ async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles |
         down = [addr for addr, up in zip(channels, ok) if not up]
         if down:
             raise IngressUnavailable({a: [ld.cls for ld in loads if ld.address == a] for a in down}, options.timeout_s)
-        driver = _Driver(loads, calls, options)
+        driver = _Driver(loads, calls, options, window)
         return await driver.run()
     finally:
         for ch in channels.values():
@@ -292,34 +397,75 @@ async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles |
 
 
 class _Driver:
-    def __init__(self, loads: list[ClassLoad], calls: dict[str, Any], options: LoadOptions):
+    def __init__(self, loads: list[ClassLoad], calls: dict[str, Any], options: LoadOptions,
+                 window: TraceWindow | None = None):
         self.loads = loads
         self.calls = calls
         self.opt = options
+        self.window = window
+        self.duration_s = window.wall_s if window is not None else options.duration_s
         self.outcomes: list[list[_Outcome]] = [[] for _ in loads]
         self.dropped = [0] * len(loads)
         self.outstanding = 0
         self.inflight: set[asyncio.Task] = set()
+        n_periods = len(window.period_edges()) - 1 if window is not None else 0
+        self.period_sent = np.zeros((len(loads), n_periods), dtype=np.int64)
+        self.period_ok = np.zeros((len(loads), n_periods), dtype=np.int64)
 
     async def run(self) -> LoadReport:
         loop = asyncio.get_running_loop()
         t0 = loop.time() + 0.05
         counted_from = t0 + self.opt.warmup_s
-        t_end = counted_from + self.opt.duration_s
+        t_end = counted_from + self.duration_s
         rng = np.random.default_rng(self.opt.seed)
         seeds = rng.integers(0, 2**63, size=len(self.loads))
         await asyncio.gather(*(self._arrivals(i, np.random.default_rng(int(s)), t0, counted_from, t_end)
+                               if self.loads[i].schedule is None else self._scheduled(i, counted_from)
                                for i, s in enumerate(seeds)))
         if self.inflight:
             await asyncio.wait(self.inflight, timeout=self.opt.timeout_s + 1.0)
-        reports = [ClassReport.of(ld, self.outcomes[i], self.dropped[i], self.opt.duration_s)
+        reports = [ClassReport.of(ld, self.outcomes[i], self.dropped[i], self.duration_s)
                    for i, ld in enumerate(self.loads)]
-        return LoadReport(self.opt.duration_s, self.opt.warmup_s, self.opt.seed, reports, self._overall())
+        trace = None
+        if self.window is not None:
+            expected = self.window.trace.expected_counts(self.window.period_edges()) / self.window.speed
+            for i, r in enumerate(reports):  # loads are in trace class order (plan_trace_load)
+                r.periods_sent = self.period_sent[i].tolist()
+                r.periods_ok = self.period_ok[i].tolist()
+                r.periods_expected = [round(float(x), 3) for x in expected[i]]
+            trace = self.window.describe()
+        overall = self._overall()
+        if self.window is not None:
+            overall.periods_sent = self.period_sent.sum(axis=0).tolist()
+            overall.periods_ok = self.period_ok.sum(axis=0).tolist()
+            overall.periods_expected = [round(sum(x), 3) for x in zip(*(r.periods_expected or [] for r in reports))]
+        return LoadReport(self.duration_s, self.opt.warmup_s, self.opt.seed, reports, overall, trace=trace)
 
     def _overall(self) -> ClassReport:
         all_out = [o for outs in self.outcomes for o in outs]
         pooled = ClassLoad(RequestClass("all", "*", "*", sum(ld.cls.rate for ld in self.loads)), "*", [], [], "")
-        return ClassReport.of(pooled, all_out, sum(self.dropped), self.opt.duration_s)
+        return ClassReport.of(pooled, all_out, sum(self.dropped), self.duration_s)
+
+    async def _scheduled(self, i: int, counted_from: float) -> None:
+        """Replay one class's precomputed arrival schedule (trace replay)."""
+        loop = asyncio.get_running_loop()
+        ld = self.loads[i]
+        assert ld.schedule is not None and ld.periods is not None
+        n_msgs = len(ld.messages)
+        for k, (offset, period) in enumerate(zip(ld.schedule.tolist(), ld.periods.tolist())):
+            wait = counted_from + offset - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            counted = offset >= 0
+            if self.outstanding >= self.opt.max_outstanding:
+                if counted:
+                    self.dropped[i] += 1
+                continue
+            if counted and 0 <= period < self.period_sent.shape[1]:
+                self.period_sent[i, period] += 1
+            task = asyncio.create_task(self._send(i, k % n_msgs, counted, period if counted else -1))
+            self.inflight.add(task)
+            task.add_done_callback(self.inflight.discard)
 
     async def _arrivals(self, i: int, rng: np.random.Generator, t0: float, counted_from: float,
                         t_end: float) -> None:
@@ -346,7 +492,7 @@ class _Driver:
             self.inflight.add(task)
             task.add_done_callback(self.inflight.discard)
 
-    async def _send(self, i: int, j: int, counted: bool) -> None:
+    async def _send(self, i: int, j: int, counted: bool, period: int = -1) -> None:
         ld = self.loads[i]
         self.outstanding += 1
         start = time.perf_counter()
@@ -362,6 +508,8 @@ class _Driver:
         ms = (time.perf_counter() - start) * 1e3
         if not counted:
             return
+        if 0 <= period < self.period_ok.shape[1]:
+            self.period_ok[i, period] += 1
         res = parse_response(resp)
         label = ld.labels[j]
         correct = None

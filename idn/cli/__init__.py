@@ -13,6 +13,7 @@ _COMMAND_MODULES = [
     "idn.cli.client_cmd",
     "idn.cli.demo_cmd",
     "idn.cli.solve_cmd",
+    "idn.cli.simulate_cmd",
 ]
 
 for _m in _COMMAND_MODULES:

@@ -23,9 +23,11 @@ from idn.loadgen import (
     IngressUnavailable,
     LoadOptions,
     LoadReport,
+    TraceWindow,
     answer_output,
     load_samples,
     plan_load,
+    plan_trace_load,
     run_load,
     scale_demand,
     slo_parameters,
@@ -34,6 +36,7 @@ from idn.loadgen import (
 from idn.network import rpc_hint, speaks_tls
 from idn.protocol import params as P
 from idn.topology import load_topology
+from idn.trace import load_trace
 
 CatalogOpt = Annotated[Optional[Path], typer.Option(help="catalog.yaml (default models/catalog.yaml)")]
 
@@ -150,41 +153,64 @@ def render_load_report(report: LoadReport, title: str) -> Table:
 @app.command("loadgen")
 def loadgen(
     topology: Annotated[Path, typer.Option(help="topology: where each class's ingress listens")],
-    demand: Annotated[Path, typer.Option(help="demand: request classes and their rates")],
-    duration: Annotated[float, typer.Option(help="seconds of counted load (after the warm-up)",
-                                            callback=number(0, strict_min=True))] = 10.0,
+    demand: Annotated[Optional[Path], typer.Option(help="demand: request classes and their rates")] = None,
+    trace: Annotated[Optional[Path], typer.Option(help="trace (instead of --demand): rates that change over "
+                                                  "time, replayed as non-homogeneous Poisson arrivals")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="seconds of counted load after the warm-up (default 10; "
+                                                      "with --trace: trace seconds to replay, default to its end)",
+                                                      callback=number(0, strict_min=True))] = None,
     warmup: Annotated[float, typer.Option(help="seconds of load sent first and not counted",
                                           callback=number(0))] = 1.0,
+    start: Annotated[float, typer.Option(help="--trace: trace second to start the replay at",
+                                         callback=number(0))] = 0.0,
+    speed: Annotated[float, typer.Option(help="--trace: trace seconds per wall-clock second (rates as "
+                                         "written, periods shorter)", callback=number(0, strict_min=True))] = 1.0,
     seed: Annotated[int, typer.Option(help="seed of arrivals and sample order", callback=number(0, 2**32 - 1))] = 0,
     max_outstanding: Annotated[int, typer.Option(help="bound on requests in flight; arrivals over it are "
                                                  "counted as dropped", callback=number(1))] = 256,
     timeout: Annotated[float, typer.Option(help="gRPC deadline of each request, seconds",
                                            callback=number(0, strict_min=True))] = 5.0,
-    scale: Annotated[float, typer.Option(help="multiply every class's rate", callback=number(0, strict_min=True))]
-    = 1.0,
+    scale: Annotated[float, typer.Option(help="multiply every class's rate (--demand only)",
+                                         callback=number(0, strict_min=True))] = 1.0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report as JSON here")] = None,
     catalog: CatalogOpt = None,
     tls_ca: TlsCaOpt = None,
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
 ) -> None:
-    """Open-loop Poisson load per request class; per class latency percentiles, accuracy, who served."""
+    """Open-loop Poisson load per request class; per class latency percentiles, accuracy, who served.
+
+    With --trace, each class's arrivals follow its rate over time (non-homogeneous Poisson),
+    and the report counts, per class and trace period, the requests sent and answered
+    next to the expected count: what a controller measuring the ingresses should see."""
     out, err = console(), console(stderr=True)
     cat = _catalog(catalog)
     tls = tls_files(tls_cert, tls_key, tls_ca)
+    if (demand is None) == (trace is None):
+        raise fail("give exactly one of --demand and --trace")
+    window = None
     try:
         topo = load_topology(topology)
-        dem = load_demand(demand, topo, cat)
-        dem = scale_demand(dem, scale)
-        loads = plan_load(topo, cat, dem, seed=seed)
+        if trace is not None:
+            tr = load_trace(trace, topo, cat)
+            if start >= tr.duration_s:
+                raise fail(f"--start {start:g} is past the end of the trace ({tr.duration_s:g} s)")
+            window = TraceWindow(tr, start, duration, speed)
+            loads = plan_trace_load(topo, cat, window, seed=seed, warmup_s=warmup)
+            source, what = trace, (f"trace {tr.name}: t={window.start_s:g}..{window.end_s:g} s at x{speed:g} "
+                                   f"({window.wall_s:g} s)")
+        else:
+            assert demand is not None
+            dem = scale_demand(load_demand(demand, topo, cat), scale)
+            loads = plan_load(topo, cat, dem, seed=seed)
+            source, what = demand, f"{dem.total_rate:.1f} req/s total, {duration or 10.0:g} s"
     except ConfigError as e:
         raise fail(str(e)) from None
-    opts = LoadOptions(duration_s=duration, warmup_s=warmup, seed=seed, max_outstanding=max_outstanding,
+    opts = LoadOptions(duration_s=duration or 10.0, warmup_s=warmup, seed=seed, max_outstanding=max_outstanding,
                        timeout_s=timeout)
-    err.print(f"loadgen: {len(loads)} classes, {dem.total_rate:.1f} req/s total, {warmup:g} s warm-up + "
-              f"{duration:g} s", highlight=False, markup=False)
+    err.print(f"loadgen: {len(loads)} classes, {what}, {warmup:g} s warm-up", highlight=False, markup=False)
     try:
-        report = asyncio.run(run_load(loads, opts, tls))
+        report = asyncio.run(run_load(loads, opts, tls, window))
     except IngressUnavailable as e:
         lines = []
         for addr, classes in e.down.items():
@@ -195,9 +221,25 @@ def loadgen(
             lines.append(f"{classes[0].ingress} ({addr}, classes {', '.join(c.id for c in classes)}): {why}")
         raise fail(f"{len(e.down)} ingress(es) of {topology} did not accept a connection within {timeout:g} s, "
                    f"so no load was sent: {'; '.join(lines)} (fix: start them, `idn up {topology}` / "
-                   f"`idn status {topology}`, or leave their classes out of {demand})") from None
-    out.print(render_load_report(report, f"loadgen {escape(demand.name)}: {duration:g} s, seed {seed}"))
+                   f"`idn status {topology}`, or leave their classes out of {source})") from None
+    out.print(render_load_report(report, f"loadgen {escape(source.name)}: {report.duration_s:g} s, seed {seed}"))
+    if report.trace is not None:
+        out.print(render_periods(report))
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report.to_dict(), indent=1) + "\n", encoding="utf-8")
         out.print(f"report: {escape(str(json_out))}", highlight=False)
+
+
+def render_periods(report: LoadReport) -> Table:
+    """Per trace period: requests expected, sent and answered (all classes together)."""
+    assert report.trace is not None
+    t = Table(title=f"per period of {report.trace['period_s']:g} s (trace time)")
+    for col in ("period", "from s", "expected", "sent", "ok", "sent / expected"):
+        t.add_column(col, justify="right")
+    o = report.overall
+    first = report.trace["first_period"]
+    for k, t0 in enumerate(report.trace["period_starts_s"]):
+        exp, sent, ok = (o.periods_expected or [])[k], (o.periods_sent or [])[k], (o.periods_ok or [])[k]
+        t.add_row(str(first + k), f"{t0:g}", f"{exp:.1f}", str(sent), str(ok), f"{sent / exp:.2f}" if exp else "-")
+    return t

@@ -240,7 +240,7 @@ def build_imagenet(models_dir: Path, log: Log = print) -> tuple[dict[str, Any], 
         else:
             facts = export_fp32(spec, path, shipped, meta)
             facts["family"] = "efficientnet-lite"
-            cited[spec.name] = spec.pretrained.top1  # type: ignore[union-attr]
+            cited[spec.name] = spec.pretrained.top1  # type: ignore[union-attr]  # fp32 specs carry their pretrained weights
         entry.update({
             "sha256": sha256_file(path), "bytes": path.stat().st_size,
             "parameters": float_parameters(models_dir / f"{TASK}/{spec.quantize_from or spec.name}.onnx"),
