@@ -55,7 +55,7 @@ from idn.latency import LatencyModel
 from idn.launcher import RUN_ROOT, LaunchError, default_state_path, load_state, pid_runs_node, start_network, stop_nodes
 from idn.loadgen import LoadOptions, LoadReport, plan_load, run_load
 from idn.network import push_plan
-from idn.placement import InfeasibleProblem, PlacementOptions, solve
+from idn.placement import NoPlan, PlacementOptions, solve
 from idn.placement.evaluate import Evaluation, weighted_quantile
 from idn.plan import Plan
 from idn.topology import Topology, load_topology
@@ -391,7 +391,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResul
             t0 = time.monotonic()
             try:
                 outcome = solve(topology, catalog, demand, sc.options(spec.alpha), method=spec.method)
-            except InfeasibleProblem as e:
+            except NoPlan as e:
                 if spec.method == "highs":
                     raise  # the scenario itself has no plan: nothing to compare
                 why = "; ".join(e.reasons)

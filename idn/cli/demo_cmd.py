@@ -16,7 +16,7 @@ from idn.cli.app import app
 from idn.config import ConfigError
 from idn.demo import AGREEMENT, DEMO_SCENARIO, DemoOptions, DemoResult, draw_pareto, explain, load_scenario, run_demo
 from idn.launcher import LaunchError
-from idn.placement import InfeasibleProblem
+from idn.placement import NoPlan
 
 _WIDTH = shutil.get_terminal_size((160, 40)).columns
 out = Console(width=_WIDTH)
@@ -72,7 +72,7 @@ def demo(
     try:
         opts = DemoOptions(scenario=load_scenario(scenario), duration_s=duration, warmup_s=warmup, seed=seed)
         res = run_demo(opts, say=lambda s: err.print(s, highlight=False))
-    except (ConfigError, LaunchError, InfeasibleProblem) as e:
+    except (ConfigError, LaunchError, NoPlan) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
         raise typer.Exit(1) from None
     except grpc.RpcError as e:
