@@ -10,6 +10,11 @@ send). A bound on outstanding requests keeps a collapsing network from growing t
 client without limit; arrivals over the bound are counted as ``dropped`` (never silently
 skipped). The first ``warmup_s`` seconds of arrivals are sent but not counted.
 
+Failover (``plan_load(..., failover=N)``, ``idn loadgen --failover N``): each class also
+knows the N nodes nearest its ingress, and a request its ingress could not take (refused
+before it was sent) goes to the next of them within its deadline, as ``idn.Client``
+does (``retry_sent`` also retries requests lost after they were sent).
+
 The generator shares the CPU with the nodes on one machine, so the hot path is lean:
 request messages are serialized once per (class, sample) before the clock starts and
 sent as bytes over one channel per ingress; per request only the response is parsed.
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -27,7 +33,7 @@ import grpc
 import numpy as np
 
 from idn.catalog import Catalog, Task
-from idn.client import build_request, parse_response
+from idn.client import Failover, build_request, channel_options, ingress_addresses, parse_response
 from idn.config import ConfigError
 from idn.demand import Demand, RequestClass
 from idn.protocol import params as P
@@ -118,6 +124,7 @@ class ClassLoad:
     messages: list[bytes]
     labels: list[int | None]
     output: str
+    fallbacks: list[str] = field(default_factory=list)  # other ingresses, nearest first (failover)
 
     @classmethod
     def build(cls, rc: RequestClass, address: str, task: Task, samples: Samples,
@@ -139,6 +146,9 @@ class _Outcome:
     degraded: bool = False
     correct: bool | None = None
     server_us: float = 0.0  # time inside the serving node (idn.server_us)
+    sent_at: float = 0.0  # time.monotonic() when sent
+    via: str = ""  # the ingress that answered, when it was not the class's own (failover)
+    rerouted: str = ""  # idn.rerouted: a dead node the network routed around
 
 
 @dataclass
@@ -221,11 +231,13 @@ class LoadOptions:
     seed: int = 0
     max_outstanding: int = 256  # all classes together
     timeout_s: float = 5.0      # gRPC deadline of each request
+    retry_sent: bool = False    # failover also for requests lost after they were sent (side-effect free)
 
 
 def plan_load(topology: Topology, catalog: Catalog, demand: Demand, seed: int = 0,
-              addresses: dict[str, str] | None = None) -> list[ClassLoad]:
-    """Prebuild every class's messages (before any clock starts)."""
+              addresses: dict[str, str] | None = None, failover: int = 0) -> list[ClassLoad]:
+    """Prebuild every class's messages (before any clock starts); ``failover``: how many other
+    nodes, nearest the ingress first, each class may fail over to."""
     rng = np.random.default_rng(seed)
     samples: dict[str, Samples] = {}
     loads = []
@@ -234,22 +246,29 @@ def plan_load(topology: Topology, catalog: Catalog, demand: Demand, seed: int = 
         if rc.task not in samples:
             samples[rc.task] = load_samples(task)
         addr = (addresses or {}).get(rc.ingress) or topology.node(rc.ingress).address
-        loads.append(ClassLoad.build(rc, addr, task, samples[rc.task], rng))
+        ld = ClassLoad.build(rc, addr, task, samples[rc.task], rng)
+        if failover > 0:
+            by_address = {n.address: nid for nid, n in topology.nodes.items()}
+            ld.fallbacks = [(addresses or {}).get(by_address[a]) or a
+                            for a in ingress_addresses(topology, rc.ingress, failover + 1)[1:]]
+        loads.append(ld)
     return loads
 
 
-async def run_load(loads: list[ClassLoad], options: LoadOptions) -> LoadReport:
-    """Drive every class open-loop for warmup + duration seconds, then wait for stragglers."""
+async def run_load(loads: list[ClassLoad], options: LoadOptions,
+                   on_outcome: Callable[[ClassLoad, _Outcome], None] | None = None) -> LoadReport:
+    """Drive every class open-loop for warmup + duration seconds, then wait for stragglers.
+    ``on_outcome`` sees every counted request as it ends (time series, e.g. benchmarks/chaos.py)."""
     channels: dict[str, grpc.aio.Channel] = {}
     calls = {}
-    for ld in loads:
-        if ld.address not in channels:
-            channels[ld.address] = ch = grpc.aio.insecure_channel(ld.address)
-            calls[ld.address] = ch.unary_unary(MODEL_INFER, request_serializer=None,
-                                               response_deserializer=pb.ModelInferResponse.FromString)
+    for addr in {a for ld in loads for a in (ld.address, *ld.fallbacks)}:
+        channels[addr] = ch = grpc.aio.insecure_channel(addr, options=channel_options(options.retry_sent))
+        calls[addr] = ch.unary_unary(MODEL_INFER, request_serializer=None,
+                                     response_deserializer=pb.ModelInferResponse.FromString)
     try:
-        await asyncio.gather(*(asyncio.wait_for(ch.channel_ready(), options.timeout_s) for ch in channels.values()))
-        driver = _Driver(loads, calls, options)
+        primaries = [channels[a] for a in {ld.address for ld in loads if not ld.fallbacks}]
+        await asyncio.gather(*(asyncio.wait_for(ch.channel_ready(), options.timeout_s) for ch in primaries))
+        driver = _Driver(loads, calls, options, on_outcome)
         return await driver.run()
     finally:
         for ch in channels.values():
@@ -257,10 +276,14 @@ async def run_load(loads: list[ClassLoad], options: LoadOptions) -> LoadReport:
 
 
 class _Driver:
-    def __init__(self, loads: list[ClassLoad], calls: dict[str, Any], options: LoadOptions):
+    def __init__(self, loads: list[ClassLoad], calls: dict[str, Any], options: LoadOptions,
+                 on_outcome: Callable[[ClassLoad, _Outcome], None] | None = None):
         self.loads = loads
         self.calls = calls
         self.opt = options
+        self.on_outcome = on_outcome
+        self.failover = [Failover([ld.address, *ld.fallbacks], options.retry_sent) if ld.fallbacks else None
+                         for ld in loads]
         self.outcomes: list[list[_Outcome]] = [[] for _ in loads]
         self.dropped = [0] * len(loads)
         self.outstanding = 0
@@ -314,13 +337,19 @@ class _Driver:
     async def _send(self, i: int, j: int, counted: bool) -> None:
         ld = self.loads[i]
         self.outstanding += 1
+        sent_at = time.monotonic()
         start = time.perf_counter()
+        via = ""
         try:
-            resp = await self.calls[ld.address](ld.messages[j], timeout=self.opt.timeout_s)
+            fo = self.failover[i]
+            if fo is None:
+                resp = await self.calls[ld.address](ld.messages[j], timeout=self.opt.timeout_s)
+            else:
+                resp, via = await self._failover(fo, ld.messages[j], start)
         except grpc.RpcError as e:
             ms = (time.perf_counter() - start) * 1e3
             if counted:
-                self.outcomes[i].append(_Outcome(ms, e.code().name))
+                self._done(i, _Outcome(ms, e.code().name, sent_at=sent_at))
             return
         finally:
             self.outstanding -= 1
@@ -332,6 +361,28 @@ class _Driver:
         correct = None
         if label is not None and ld.output in res.outputs:
             correct = top_class(res.outputs[ld.output]) == label
-        self.outcomes[i].append(_Outcome(ms, "OK", f"{res.node}/{res.variant}", res.degraded, correct,
-                                         float(res.server_us or 0)))
+        self._done(i, _Outcome(ms, "OK", f"{res.node}/{res.variant}", res.degraded, correct,
+                               float(res.server_us or 0), sent_at, via if via != ld.address else "",
+                               str(res.parameters.get(P.REROUTED, ""))))
+
+    async def _failover(self, fo: Failover, message: bytes, start: float) -> tuple[Any, str]:
+        """Send to the first address that takes it, within one deadline (as idn.Client does)."""
+        order = fo.order()
+        for k, addr in enumerate(order):
+            left = self.opt.timeout_s - (time.perf_counter() - start)
+            try:
+                resp = await self.calls[addr](message, timeout=max(left, 0.0))
+            except grpc.RpcError as e:
+                if k == len(order) - 1 or left <= 0 or not fo.should_retry(e):
+                    raise
+                fo.failed(addr)
+                continue
+            fo.answered(addr, k)
+            return resp, addr
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _done(self, i: int, outcome: _Outcome) -> None:
+        self.outcomes[i].append(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(self.loads[i], outcome)
 

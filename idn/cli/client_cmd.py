@@ -16,7 +16,7 @@ from rich.table import Table
 
 from idn.catalog import Catalog, default_catalog_path, load_catalog
 from idn.cli.app import app
-from idn.client import Client
+from idn.client import Client, ingress_addresses
 from idn.config import ConfigError
 from idn.demand import load_demand
 from idn.loadgen import (
@@ -62,8 +62,16 @@ def _label(task_labels: tuple[str, ...], k: int | None) -> str:
 
 @app.command("infer")
 def infer(
-    to: Annotated[str, typer.Option("--to", help="HOST:PORT of the node to send to (normally an edge)")],
     task: Annotated[str, typer.Option(help="task (or a variant name, to pin it)")],
+    to: Annotated[Optional[list[str]], typer.Option(
+        "--to", help="HOST:PORT of the node to send to (normally an edge); repeat it (or give A,B) for "
+                     "addresses to fail over to, best first")] = None,
+    topology: Annotated[Optional[Path], typer.Option(
+        help="with --ingress: send to that node, failing over to the others nearest first")] = None,
+    ingress: Annotated[Optional[str], typer.Option(help="node of --topology to send to")] = None,
+    retry_sent: Annotated[bool, typer.Option(
+        help="also fail over when the request was lost after it was sent (inference is side-effect "
+             "free; it may run twice)")] = False,
     sample: Annotated[Optional[int], typer.Option(help="index into the task's held-out samples")] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help=".npy input, one sample or a batch of one")] = None,
     max_latency_ms: Annotated[Optional[float], typer.Option(help="request SLO: latency bound")] = None,
@@ -74,8 +82,12 @@ def infer(
     tls_cert: Annotated[Optional[Path], typer.Option(help="PEM client certificate (for mutual TLS)")] = None,
     tls_key: Annotated[Optional[Path], typer.Option(help="PEM private key of --tls-cert")] = None,
 ) -> None:
-    """Send one request; print the answer, the true label when known, and who served it."""
+    """Send one request; print the answer, the true label when known, and who served it.
+
+    Several addresses (--to A --to B, or --topology T --ingress N) fail over: a request the
+    first could not take (unreachable, before it was sent) goes to the next, within --timeout."""
     cat = _catalog(catalog)
+    addresses = _addresses(to, topology, ingress)
     try:
         tls = TLSFiles.load(tls_cert, tls_key, tls_ca)
     except ConfigError as e:
@@ -111,10 +123,11 @@ def infer(
         where = f"held-out sample {sample} of {task_name}"
     output = answer_output(t)
     try:
-        with Client(to, timeout=timeout, tls=tls) as c:
+        with Client(addresses, timeout=timeout, tls=tls, retry_sent=retry_sent) as c:
             res = c.infer(task, {name: x}, [output], parameters=slo_parameters(max_latency_ms, min_accuracy))
+            failed_over = c.failover.failovers > 0
     except grpc.RpcError as e:
-        raise fail(f"{to}: {e.code().name}: {e.details()}") from None
+        raise fail(f"{', '.join(addresses)}: {e.code().name}: {e.details()}") from None
     answer = top_class(res.outputs[output])
     right = "" if truth is None else ("  [green]correct[/green]" if answer == truth else "  [red]wrong[/red]")
     out.print(f"input:    {where}", highlight=False)
@@ -124,8 +137,29 @@ def infer(
     out.print(f"served:   node {res.node} · variant {res.variant} (held-out accuracy {acc}) · "
               f"{res.hops} hop(s) · {res.server_us} us in the server"
               + (" · [yellow]DEGRADED[/yellow] (fallback)" if res.degraded else ""), highlight=False)
+    if failed_over:
+        out.print(f"[yellow]note:[/yellow] {addresses[0]} was unreachable; another ingress answered")
+    if res.parameters.get(P.REROUTED):
+        out.print(f"[yellow]note:[/yellow] routed around {res.parameters[P.REROUTED]} (down)")
     if res.parameters.get(P.SLO_MET) is False:
         out.print("[yellow]note:[/yellow] no target met this request's SLO; the plan's best was used")
+
+
+def _addresses(to: list[str] | None, topology: Path | None, ingress: str | None) -> list[str]:
+    """--to (repeatable, or comma-separated), or --topology with --ingress (nearest first)."""
+    if to and (topology or ingress):
+        raise fail("give --to, or --topology with --ingress, not both")
+    if to:
+        return [a.strip() for item in to for a in item.split(",") if a.strip()]
+    if topology is None or ingress is None:
+        raise fail("say where to send: --to HOST:PORT, or --topology T --ingress NODE")
+    try:
+        topo = load_topology(topology)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    if ingress not in topo.nodes:
+        raise fail(f"--ingress {ingress!r}: not a node of {topology} (nodes: {', '.join(topo.nodes)})")
+    return ingress_addresses(topo, ingress)
 
 
 def _ms(x: float | None) -> str:
@@ -164,22 +198,27 @@ def loadgen(
                                                  "counted as dropped")] = 256,
     timeout: Annotated[float, typer.Option(help="gRPC deadline of each request, seconds")] = 5.0,
     scale: Annotated[float, typer.Option(help="multiply every class's rate")] = 1.0,
+    failover: Annotated[int, typer.Option(
+        help="each class may fail over to this many other nodes, nearest its ingress first, when the "
+             "ingress cannot take a request (0 = off)")] = 0,
+    retry_sent: Annotated[bool, typer.Option(
+        help="with --failover, also retry requests lost after they were sent (side-effect free)")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report as JSON here")] = None,
     catalog: CatalogOpt = None,
 ) -> None:
     """Open-loop Poisson load per request class; per class latency percentiles, accuracy, who served."""
     cat = _catalog(catalog)
-    if duration <= 0 or scale <= 0 or max_outstanding < 1:
-        raise fail("--duration and --scale must be > 0, --max-outstanding >= 1")
+    if duration <= 0 or scale <= 0 or max_outstanding < 1 or failover < 0:
+        raise fail("--duration and --scale must be > 0, --max-outstanding >= 1, --failover >= 0")
     try:
         topo = load_topology(topology)
         dem = load_demand(demand, topo, cat)
         dem = scale_demand(dem, scale)
-        loads = plan_load(topo, cat, dem, seed=seed)
+        loads = plan_load(topo, cat, dem, seed=seed, failover=failover)
     except ConfigError as e:
         raise fail(str(e)) from None
     opts = LoadOptions(duration_s=duration, warmup_s=warmup, seed=seed, max_outstanding=max_outstanding,
-                       timeout_s=timeout)
+                       timeout_s=timeout, retry_sent=retry_sent)
     err.print(f"loadgen: {len(loads)} classes, {dem.total_rate:.1f} req/s total, {warmup:g} s warm-up + "
               f"{duration:g} s", highlight=False)
     try:
