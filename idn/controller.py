@@ -9,8 +9,9 @@ or when the new one is cheaper by at least ``min_gain``: re-planning on noise wo
 churn models for nothing. Pure decision logic (``measured_demand``, ``decide``) is
 separate from the I/O (``Controller.step``) so it can be tested on its own.
 
-Failures: a node that does not answer (UNAVAILABLE, DEADLINE_EXCEEDED within
-``timeout_s``) is down — logged, never fatal. The round then plans on the live
+Failures: a node that refuses connections is down at once; one that does not answer
+within ``timeout_s`` (hung, or starved of CPU) is down after ``misses`` rounds in a row
+— logged, never fatal. The round then plans on the live
 sub-topology (:func:`idn.subtopology.live_topology`: classes whose path crossed a dead
 node re-attached over a backup link or to their nearest live ancestor; classes whose
 ingress is dead are absent from the measured demand), and pushes the plan to the live
@@ -39,6 +40,7 @@ from idn.placement import solve
 from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.problem import PlacementOptions
 from idn.plan import Plan
+from idn.protocol.failures import never_sent
 from idn.subtopology import live_topology
 from idn.topology import Topology
 
@@ -120,13 +122,15 @@ class Controller:
     method: str = "highs"
     min_gain: float = 0.05
     plan: Plan | None = None  # what the network runs (as far as this controller applied it)
-    timeout_s: float = 3.0  # a node that does not answer a control call within this is down
+    timeout_s: float = 3.0  # a control call not answered within this is a miss
+    misses: int = 2  # rounds in a row without an answer before a node that does not refuse is down
     on_event: Callable[[Event], None] | None = None
     down: set[str] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
     _cursors: dict[str, int] = field(default_factory=dict)
     _last_seen: dict[str, float] = field(default_factory=dict)
-    _planned_live: frozenset[str] | None = None  # the live nodes self.plan was made for
+    _missed: dict[str, int] = field(default_factory=dict)
+    planned_live: frozenset[str] | None = None  # the live nodes self.plan was made for
 
     def _event(self, kind: str, node: str | None, detail: str) -> None:
         ev = Event(time.time(), kind, node, detail)
@@ -156,7 +160,10 @@ class Controller:
     def step(self) -> StepResult:
         windows, errors = self.read_stats()
         now = time.monotonic()
-        down = set(errors)
+        for nid in self.addresses:
+            self._missed[nid] = self._missed.get(nid, 0) + 1 if nid in errors else 0
+        down = {n for n, e in errors.items()
+                if never_sent(e.partition(": ")[2]) or self._missed[n] >= self.misses or n in self.down}
         went_down, came_back = sorted(down - self.down), sorted(self.down - down)
         detect = {n: now - self._last_seen[n] for n in went_down if n in self._last_seen}
         for n in went_down:
@@ -181,8 +188,8 @@ class Controller:
         outcome = solve(topo, self.catalog, demand, self.options, method=self.method)
         solve_s = time.monotonic() - t0
         live = frozenset(topo.nodes)
-        if self.plan is not None and self._planned_live is not None and live != self._planned_live:
-            gone, back = sorted(self._planned_live - live), sorted(live - self._planned_live)
+        if self.plan is not None and self.planned_live is not None and live != self.planned_live:
+            gone, back = sorted(self.planned_live - live), sorted(live - self.planned_live)
             d = Decision(True, "live nodes changed (" + "; ".join(
                 ([f"down: {', '.join(gone)}"] if gone else []) + ([f"back: {', '.join(back)}"] if back else [])) + ")",
                 None, outcome.evaluation)
@@ -199,7 +206,7 @@ class Controller:
         for n in sorted(failed - down):
             self._event("down", n, "stopped answering while the plan was applied; re-planning next round")
         self.plan = outcome.plan.with_version(version)
-        self._planned_live = live
+        self.planned_live = live
         self._event("replan", None, f"plan v{version} on {len(live)} live node(s) ({d.reason}): solved in "
                                     f"{solve_s:.2f} s, applied in {apply_s:.2f} s"
                                     + (f"; {'; '.join(notes)}" if notes else ""))

@@ -149,6 +149,7 @@ class _Outcome:
     sent_at: float = 0.0  # time.monotonic() when sent
     via: str = ""  # the ingress that answered, when it was not the class's own (failover)
     rerouted: str = ""  # idn.rerouted: a dead node the network routed around
+    detail: str = ""  # the error's message
 
 
 @dataclass
@@ -349,7 +350,7 @@ class _Driver:
         except grpc.RpcError as e:
             ms = (time.perf_counter() - start) * 1e3
             if counted:
-                self._done(i, _Outcome(ms, e.code().name, sent_at=sent_at))
+                self._done(i, _Outcome(ms, e.code().name, sent_at=sent_at, detail=e.details() or ""))
             return
         finally:
             self.outstanding -= 1
