@@ -14,8 +14,9 @@ within ``timeout_s`` (hung, or starved of CPU) is down after ``misses`` rounds i
 — logged, never fatal. The round then plans on the live
 sub-topology (:func:`idn.subtopology.live_topology`: classes whose path crossed a dead
 node re-attached over a backup link or to their nearest live ancestor; classes whose
-ingress is dead are absent from the measured demand), and pushes the plan to the live
-nodes only (a node that dies between the phases is skipped, see ``push_plan``). Any
+ingress is dead are absent from the measured demand; a node that comes back is planned
+with the classes it had before it went down, until it has been measured again), and
+pushes the plan to the live nodes only (a node that dies between the phases is skipped, see ``push_plan``). Any
 change in the set of live nodes — one going down, one coming back — re-plans, so a
 node that returns is brought back into service the round it answers again. Each
 round reports how long the failure took to detect (since the node last answered) and
@@ -130,6 +131,7 @@ class Controller:
     _cursors: dict[str, int] = field(default_factory=dict)
     _last_seen: dict[str, float] = field(default_factory=dict)
     _missed: dict[str, int] = field(default_factory=dict)
+    _known: dict[str, tuple[RequestClass, ...]] = field(default_factory=dict)  # ingress -> last measured classes
     planned_live: frozenset[str] | None = None  # the live nodes self.plan was made for
 
     def _event(self, kind: str, node: str | None, detail: str) -> None:
@@ -139,6 +141,28 @@ class Controller:
         (log.warning if kind == "down" else log.info)("%s%s: %s", kind, f" {node}" if node else "", detail)
         if self.on_event is not None:
             self.on_event(ev)
+
+    def _with_returning(self, demand: Demand, came_back: list[str]) -> Demand:
+        """A node that just came back has measured (next to) nothing yet, and its clients are
+        only returning from the ingresses they failed over to: plan it with the classes it
+        had before it went down, so the plan brings it back into service at once rather
+        than a round later."""
+        if not came_back:
+            return demand
+        classes = [c for c in demand.classes if c.ingress not in came_back]
+        for n in came_back:
+            measured = [c for c in demand.classes if c.ingress == n]
+            before = self._known.get(n, ())
+            classes += list(before) if sum(c.rate for c in before) > sum(c.rate for c in measured) else measured
+        return Demand(tuple(sorted(classes, key=lambda c: c.id)), file=demand.file)
+
+    def _remember(self, demand: Demand, down: set[str]) -> None:
+        by: dict[str, list[RequestClass]] = {}
+        for c in demand.classes:
+            by.setdefault(c.ingress, []).append(c)
+        for n in self.addresses:
+            if n not in down:
+                self._known[n] = tuple(by.get(n, ()))
 
     def read_stats(self) -> tuple[list, dict[str, str]]:
         """Stats windows of the nodes that answered, and node -> error for those that did not."""
@@ -181,7 +205,8 @@ class Controller:
         if len(down) == len(self.topology.nodes):
             return result(Demand((), file="<measured>"), None)
         topo, notes = live_topology(self.topology, down)
-        demand = measured_demand(windows, topo, self.catalog)
+        demand = self._with_returning(measured_demand(windows, topo, self.catalog), came_back)
+        self._remember(demand, down)
         if not demand.classes:
             return result(demand, None)
         t0 = time.monotonic()

@@ -44,6 +44,7 @@ def test_rss_growth_per_process():
     rows += [(200.0 + t, "edge-1", 2, 90.0) for t in range(0, 11)]  # a short-lived restart: no 30 s mark
     g = chaos.rss_growth(rows)["edge-1"]
     assert len(g["processes"]) == 2 and abs(g["max_growth"] - (112 / 103 - 1)) < 1e-3
+    assert abs(g["max_drift"] - (112 / 108 - 1)) < 1e-3  # 30..120 s: the second half from 80 s
 
 
 def test_schedule_kills_the_repository_once():

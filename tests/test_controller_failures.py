@@ -11,6 +11,7 @@ from idn import network
 from idn.network import push_plan
 from idn.protos import control_pb2 as cpb
 from idn.subtopology import live_topology
+from tests.network import toy_catalog
 from tests.test_failover import plan
 from tests.test_failover_routing import topo
 
@@ -84,3 +85,19 @@ def test_three_phase_apply_tolerates_a_node_that_dies_between_phases(monkeypatch
     assert ("regional", "PREPARE") in FakeControl.calls and ("regional", "CLEANUP") not in FakeControl.calls
     assert not any(n == "r2" for n, _ in FakeControl.calls)
     assert [p for n, p in FakeControl.calls if n == "cloud"] == ["PREPARE", "COMMIT", "CLEANUP"]
+
+
+def test_a_node_that_comes_back_is_planned_with_the_classes_it_had(tmp_path):
+    from idn.catalog import load_catalog
+    from idn.controller import Controller
+    from idn.demand import Demand, RequestClass
+
+    t = topo()
+    ctl = Controller(t, load_catalog(toy_catalog(tmp_path)), {n: n for n in t.nodes}, "tok")
+    a, b = RequestClass("edge-a/toy", "edge-a", "toy", 30.0), RequestClass("edge-b/toy", "edge-b", "toy", 20.0)
+    ctl._remember(Demand((a, b)), set())
+    ctl._remember(Demand((RequestClass("regional/toy", "regional", "toy", 30.0), b)), {"edge-a"})  # edge-a dead
+    # back, with a window too short to have measured much: planned with what it had
+    back = ctl._with_returning(Demand((RequestClass("edge-a/toy", "edge-a", "toy", 1.0), b)), ["edge-a"])
+    assert {(c.id, c.rate) for c in back.classes} == {("edge-a/toy", 30.0), ("edge-b/toy", 20.0)}
+    assert ctl._with_returning(Demand((b,)), []) == Demand((b,))

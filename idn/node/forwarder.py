@@ -29,6 +29,7 @@ Faults (README "Network behaviour"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -211,10 +212,12 @@ class Forwarder:
                 f.abandon(f"{node} went down while the request was there ({reason})", down=True)
             return
         # Back up: a fresh data channel, rather than one that may sit out gRPC's reconnect backoff.
+        # (Nothing should be in flight on the old one — requests avoid a down node — but any
+        # call that is gets the longest a forward may take to finish.)
         old = self._stubs.pop(node, None)
         self.channel(node)
         if old is not None:
-            task = asyncio.get_running_loop().create_task(old[0].close(grace=1.0))
+            task = asyncio.get_running_loop().create_task(old[0].close(grace=self.default_timeout_s))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
@@ -291,8 +294,11 @@ class Forwarder:
 
     async def close(self) -> None:
         await self.health.stop()
+        for t in list(self._retiring):  # shutting down: no grace left for old channels' calls
+            t.cancel()
         for t in list(self._retiring):
-            await t
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         for ch, _ in self._stubs.values():
             await ch.close()
         self._stubs.clear()
