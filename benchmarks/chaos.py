@@ -111,6 +111,7 @@ class FaultReport:
     replan_back_s: float | None = None     # ready -> plan with it applied
     back_to_mean_s: float | None = None    # ready -> mean latency within 10% of before
     back_in_intervals: float | None = None
+    after_ready_ms: list[float] = field(default_factory=list)  # 3 s window means, 1 s apart, from the restart
 
 
 @dataclass
@@ -126,6 +127,7 @@ class ChaosReport:
     rss: dict[str, dict[str, Any]]
     targets: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)  # every failed request, for the record
+    events: list[dict[str, Any]] = field(default_factory=list)  # the controller's, seconds into the run
 
 
 # -- analysis (pure: tested on synthetic runs) -----------------------------------------------------
@@ -415,6 +417,8 @@ def analyse(topo, state, samples, faults, events, rss, t0, duration, interval, f
                 if rep is not None:
                     r.replan_back_s = round(rep.t - f.ready, 2)
             nxt = faults[i + 1].killed if i + 1 < len(faults) else end
+            after = window_means(samples, f.ready, min(nxt, f.ready + 30), step=1.0)
+            r.after_ready_ms = [round(m, 1) for _, m in after]
             back = back_to_mean(samples, f.ready, nxt, pre_mean)
             if back is not None:
                 r.back_to_mean_s = round(back, 1)
@@ -438,8 +442,9 @@ def analyse(topo, state, samples, faults, events, rss, t0, duration, interval, f
     }
     failures = [{"t_s": round(s.sent - t0, 3), "class": s.cls, "code": s.code, "ms": round(s.ms, 1),
                  "detail": s.detail} for s in samples if s.code != "OK"]
+    evs = [{"t_s": round(e.t - t0, 2), "kind": e.kind, "node": e.node, "detail": e.detail} for e in events]
     return ChaosReport(duration, interval, failover, requests, failed, by_cause, round(pre_mean, 2), reports, growth,
-                       targets, failures)
+                       targets, failures, evs)
 
 
 # -- output -----------------------------------------------------------------------------------------

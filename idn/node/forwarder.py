@@ -19,7 +19,9 @@ Faults (README "Network behaviour"):
   next node up the path that serves the task), carrying ``idn.avoid`` so that the
   nodes after this one route around the same nodes, and comes back marked
   ``idn.rerouted``. A forward that finds its next hop unreachable marks it down and
-  does the same, within what is left of the deadline.
+  does the same, within what is left of the deadline. When nothing else is left, not
+  even a local answer, the normal route is tried anyway before failing (health checks
+  can mistake a node starved of CPU for a dead one; a dead one refuses at once).
 * Requests in flight to a neighbour that goes down are failed over at once.
 * A hop that accepted a request but does not answer is given up on after
   ``hop_share`` of the remaining deadline when the caller has a local fallback (it is
@@ -263,23 +265,31 @@ class Forwarder:
         avoid = (set(self.health.down) | {n for n in carried.split(",") if n in self.topology.nodes})
         avoid.discard(self.node_id)
         current, dead, last = decision, None, None
+        tried: set[str] = set()
+        last_resort = False
         for _ in range(MAX_REROUTES + 1):
             frozen = frozenset(avoid)
-            blocked = self._crosses(current, frozen)
+            blocked = None if last_resort else self._crosses(current, frozen)
             if blocked is not None:
                 dead = dead or blocked
-                alternatives = router.failover(model, decision, frozen)
-                if not alternatives:
+                alternatives = [a for a in router.failover(model, decision, frozen) if a.next_hop not in tried]
+                if alternatives:
+                    current = alternatives[0]
+                    request.parameters[P.AVOID].string_param = ",".join(sorted(avoid))
+                elif not fallback and decision.next_hop not in tried:
+                    # Nothing else, not even a local answer: try the normal route anyway. Health
+                    # checks can be wrong (a node starved of CPU, not dead); a dead one refuses at once.
+                    current, last_resort = decision, True
+                else:
                     break
-                current = alternatives[0]
-                request.parameters[P.AVOID].string_param = ",".join(sorted(avoid))
             assert current.next_hop is not None
+            tried.add(current.next_hop)
             try:
                 resp = await self.forward(current.next_hop, request, deadline, current.target, fallback)
             except HopFailed as e:
                 if not e.unreachable:
                     raise
-                last = e
+                last, last_resort = e, False
                 avoid.add(current.next_hop)
                 continue
             if current is not decision:
