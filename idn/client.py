@@ -3,17 +3,38 @@
 Takes and returns numpy arrays; exposes the IDN response facts (``idn.node``,
 ``idn.variant``, ``idn.server_us`` …) as attributes of the result. ``Client`` is
 synchronous, ``AsyncClient`` the asyncio twin; both share the message building.
+
+**Failover.** Both take one address or several, best first — e.g. an ingress and the
+next nearest nodes of a topology, ``ingress_addresses(topology, "edge-1")``. Each call
+has one deadline for all its attempts. A call that fails UNAVAILABLE *before it was
+sent* (refused, unreachable: :func:`idn.protocol.failures.never_sent`) moves on to the
+next address at once, and that address is skipped for ``retry_after_s`` (then tried
+first again, so traffic returns to the nearest ingress once it is back). A call that
+failed *after* it was sent (the connection died under it, or the node answered
+UNAVAILABLE) is retried elsewhere only with ``retry_sent=True``: inference is
+side-effect free, so re-running it is harmless, but it costs a second run and the
+caller decides. gRPC's own conventions apply inside each address: calls fail fast
+(``wait_for_ready`` off) so that the next address is tried, except the last attempt,
+which waits for its channel when ``wait_for_ready=True``; with ``retry_sent`` the
+channels also carry a service-config ``retryPolicy`` for ``ModelInfer`` (up to 2
+attempts on UNAVAILABLE, 50-200 ms backoff); gRPC's transparent retry of calls that
+never left the client is always on. Channels reconnect with a capped backoff
+(:data:`idn.protocol.failures.RECONNECT_OPTIONS`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import grpc
 import numpy as np
 
 from idn.protocol import params as P
+from idn.protocol.failures import RECONNECT_OPTIONS, never_sent
 from idn.protocol.params import param_value, set_param
 from idn.protocol.tensors import CONTENTS_FIELD, DTYPES, datatype_of, decode_raw, encode_raw
 from idn.protos import control_pb2 as cpb
@@ -22,8 +43,70 @@ from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 from idn.tls import TLSFiles, aio_channel, sync_channel
 
+if TYPE_CHECKING:
+    from idn.topology import Topology
+
 _MAX_MSG = 64 * 1024 * 1024
-_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MAX_MSG), ("grpc.max_send_message_length", _MAX_MSG)]
+_CHANNEL_OPTIONS = [("grpc.max_receive_message_length", _MAX_MSG), ("grpc.max_send_message_length", _MAX_MSG),
+                    *RECONNECT_OPTIONS]
+# With retry_sent: gRPC retries ModelInfer once on UNAVAILABLE on the same address first.
+RETRY_SERVICE_CONFIG = json.dumps({"methodConfig": [{
+    "name": [{"service": "inference.GRPCInferenceService", "method": "ModelInfer"}],
+    "retryPolicy": {"maxAttempts": 2, "initialBackoff": "0.05s", "maxBackoff": "0.2s", "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"]}}]})
+
+
+def ingress_addresses(topology: Topology, ingress: str, count: int | None = None) -> list[str]:
+    """``ingress``'s address, then the other nodes' nearest first (by the topology's delay from
+    it): the addresses a client of that ingress fails over to. ``count``: at most this many."""
+    others = sorted((n for n in topology.nodes if n != ingress), key=lambda n: (topology.delay_ms(ingress, n), n))
+    out = [topology.node(n).address for n in [ingress, *others]]
+    return out[:count] if count is not None else out
+
+
+def channel_options(retry_sent: bool = False) -> list[tuple[str, Any]]:
+    opts: list[tuple[str, Any]] = list(_CHANNEL_OPTIONS)
+    if retry_sent:
+        opts += [("grpc.enable_retries", 1), ("grpc.service_config", RETRY_SERVICE_CONFIG)]
+    return opts
+
+
+class Failover:
+    """Which address to try next, and what a failure means (module docstring). No I/O."""
+
+    def __init__(self, addresses: str | Sequence[str], retry_sent: bool = False, retry_after_s: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic):
+        self.addresses = [addresses] if isinstance(addresses, str) else list(addresses)
+        if not self.addresses:
+            raise ValueError("a client needs at least one address")
+        self.retry_sent = retry_sent
+        self.retry_after_s = retry_after_s
+        self.clock = clock
+        self._skip_until: dict[str, float] = {}
+        self.failovers = 0  # calls answered by an address other than the first tried
+
+    def order(self) -> list[str]:
+        """Addresses to try, best first; those that just failed go last (not dropped: they may be all there is)."""
+        now = self.clock()
+        fresh = [a for a in self.addresses if self._skip_until.get(a, 0.0) <= now]
+        return fresh + [a for a in self.addresses if a not in fresh]
+
+    def should_retry(self, err: grpc.RpcError) -> bool:
+        code = err.code() if callable(getattr(err, "code", None)) else None  # RpcError subclasses carry it
+        if code != grpc.StatusCode.UNAVAILABLE:
+            return False
+        return self.retry_sent or never_sent(err.details())
+
+    def failed(self, address: str) -> None:
+        self._skip_until[address] = self.clock() + self.retry_after_s
+
+    def answered(self, address: str, attempt: int) -> None:
+        self._skip_until.pop(address, None)
+        self.failovers += attempt > 0
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(deadline - time.monotonic(), 0.0)
 
 
 @dataclass
@@ -115,16 +198,46 @@ def _bearer(token: str | None) -> tuple[tuple[str, str], ...] | None:
 
 
 class Client:
-    """Blocking client. ``Client("127.0.0.1:8001").infer("digits", {"input": x})``."""
+    """Blocking client. ``Client("127.0.0.1:8001").infer("digits", {"input": x})``; several
+    addresses, best first, fail over (module docstring)."""
 
-    def __init__(self, address: str, timeout: float | None = 10.0, tls: TLSFiles | None = None):
-        self.address = address
+    def __init__(self, address: str | Sequence[str], timeout: float | None = 10.0, tls: TLSFiles | None = None,
+                 retry_sent: bool = False, wait_for_ready: bool = False, retry_after_s: float = 0.5):
+        self.failover = Failover(address, retry_sent, retry_after_s)
+        self.address = self.failover.addresses[0]
         self.timeout = timeout
-        self.channel = sync_channel(address, tls, _CHANNEL_OPTIONS)
-        self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
+        self.wait_for_ready = wait_for_ready
+        self._tls, self._options = tls, channel_options(retry_sent)
+        self._stubs: dict[str, tuple[grpc.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
+        self.channel, self.stub = self._endpoint(self.address)
+
+    def _endpoint(self, address: str) -> tuple[grpc.Channel, pb_grpc.GRPCInferenceServiceStub]:
+        if address not in self._stubs:
+            ch = sync_channel(address, self._tls, self._options)
+            self._stubs[address] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
+        return self._stubs[address]
+
+    def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        """``method`` on the first address that takes it, within one deadline for all attempts."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        order = self.failover.order()
+        for i, addr in enumerate(order):
+            last = i == len(order) - 1
+            try:
+                resp = getattr(self._endpoint(addr)[1], method)(request, timeout=_remaining(deadline),
+                                                               wait_for_ready=self.wait_for_ready and last)
+            except grpc.RpcError as e:
+                if last or not self.failover.should_retry(e) or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+                self.failover.failed(addr)
+                continue
+            self.failover.answered(addr, i)
+            return resp
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def close(self) -> None:
-        self.channel.close()
+        for ch, _ in self._stubs.values():
+            ch.close()
 
     def __enter__(self) -> Client:
         return self
@@ -133,24 +246,24 @@ class Client:
         self.close()
 
     def live(self) -> bool:
-        return self.stub.ServerLive(pb.ServerLiveRequest(), timeout=self.timeout).live
+        return self._call("ServerLive", pb.ServerLiveRequest(), self.timeout).live
 
     def ready(self) -> bool:
-        return self.stub.ServerReady(pb.ServerReadyRequest(), timeout=self.timeout).ready
+        return self._call("ServerReady", pb.ServerReadyRequest(), self.timeout).ready
 
     def model_ready(self, model: str, version: str = "") -> bool:
-        return self.stub.ModelReady(pb.ModelReadyRequest(name=model, version=version), timeout=self.timeout).ready
+        return self._call("ModelReady", pb.ModelReadyRequest(name=model, version=version), self.timeout).ready
 
     def metadata(self, model: str, version: str = "") -> pb.ModelMetadataResponse:
-        return self.stub.ModelMetadata(pb.ModelMetadataRequest(name=model, version=version), timeout=self.timeout)
+        return self._call("ModelMetadata", pb.ModelMetadataRequest(name=model, version=version), self.timeout)
 
     def server_metadata(self) -> pb.ServerMetadataResponse:
-        return self.stub.ServerMetadata(pb.ServerMetadataRequest(), timeout=self.timeout)
+        return self._call("ServerMetadata", pb.ServerMetadataRequest(), self.timeout)
 
     def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
               parameters: Mapping[str, Any] | None = None, timeout: float | None = None, **kw: Any) -> InferResult:
         req = build_request(model, inputs, outputs, parameters, **kw)
-        return parse_response(self.stub.ModelInfer(req, timeout=timeout or self.timeout))
+        return parse_response(self._call("ModelInfer", req, timeout or self.timeout))
 
     def load(self, model: str, token: str | None = None) -> None:
         """Repository load: needs a node in ``--model-control-mode explicit`` and its control token."""
@@ -167,16 +280,44 @@ class Client:
 
 
 class AsyncClient:
-    """asyncio client with the same calls as ``Client`` (awaitable)."""
+    """asyncio client with the same calls (and failover) as ``Client`` (awaitable)."""
 
-    def __init__(self, address: str, timeout: float | None = 10.0, tls: TLSFiles | None = None):
-        self.address = address
+    def __init__(self, address: str | Sequence[str], timeout: float | None = 10.0, tls: TLSFiles | None = None,
+                 retry_sent: bool = False, wait_for_ready: bool = False, retry_after_s: float = 0.5):
+        self.failover = Failover(address, retry_sent, retry_after_s)
+        self.address = self.failover.addresses[0]
         self.timeout = timeout
-        self.channel = aio_channel(address, tls, _CHANNEL_OPTIONS)
-        self.stub = pb_grpc.GRPCInferenceServiceStub(self.channel)
+        self.wait_for_ready = wait_for_ready
+        self._tls, self._options = tls, channel_options(retry_sent)
+        self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
+        self.channel, self.stub = self._endpoint(self.address)
+
+    def _endpoint(self, address: str) -> tuple[grpc.aio.Channel, pb_grpc.GRPCInferenceServiceStub]:
+        if address not in self._stubs:
+            ch = aio_channel(address, self._tls, self._options)
+            self._stubs[address] = (ch, pb_grpc.GRPCInferenceServiceStub(ch))
+        return self._stubs[address]
+
+    async def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        order = self.failover.order()
+        for i, addr in enumerate(order):
+            last = i == len(order) - 1
+            try:
+                resp = await getattr(self._endpoint(addr)[1], method)(request, timeout=_remaining(deadline),
+                                                                     wait_for_ready=self.wait_for_ready and last)
+            except grpc.RpcError as e:
+                if last or not self.failover.should_retry(e) or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+                self.failover.failed(addr)
+                continue
+            self.failover.answered(addr, i)
+            return resp
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def close(self) -> None:
-        await self.channel.close()
+        for ch, _ in self._stubs.values():
+            await ch.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -185,16 +326,16 @@ class AsyncClient:
         await self.close()
 
     async def ready(self) -> bool:
-        return (await self.stub.ServerReady(pb.ServerReadyRequest(), timeout=self.timeout)).ready
+        return (await self._call("ServerReady", pb.ServerReadyRequest(), self.timeout)).ready
 
     async def metadata(self, model: str, version: str = "") -> pb.ModelMetadataResponse:
-        return await self.stub.ModelMetadata(pb.ModelMetadataRequest(name=model, version=version), timeout=self.timeout)
+        return await self._call("ModelMetadata", pb.ModelMetadataRequest(name=model, version=version), self.timeout)
 
     async def infer(self, model: str, inputs: Mapping[str, np.ndarray], outputs: Sequence[str] | None = None,
                     parameters: Mapping[str, Any] | None = None, timeout: float | None = None,
                     **kw: Any) -> InferResult:
         req = build_request(model, inputs, outputs, parameters, **kw)
-        return parse_response(await self.stub.ModelInfer(req, timeout=timeout or self.timeout))
+        return parse_response(await self._call("ModelInfer", req, timeout or self.timeout))
 
 
 class ControlClient:

@@ -24,12 +24,14 @@ a cursor on every node first and each round measures exactly the window since th
 last one. The running plan is read from the nodes (GetPlan, the highest version any
 node routes by), so a controller started on a running network knows what it replaces.
 
-Failures: a node that does not answer (UNAVAILABLE, DEADLINE_EXCEEDED within
-``timeout_s``) is down — logged, never fatal. The round then plans on the live
+Failures: a node that refuses connections is down at once; one that does not answer
+within ``timeout_s`` (hung, or starved of CPU) is down after ``misses`` rounds in a row
+— logged, never fatal. The round then plans on the live
 sub-topology (:func:`idn.subtopology.live_topology`: classes whose path crossed a dead
 node re-attached over a backup link or to their nearest live ancestor; classes whose
-ingress is dead are absent from the measured demand), and pushes the plan to the live
-nodes only (a node that dies between the phases is skipped, see ``push_plan``). Any
+ingress is dead are absent from the measured demand; a node that comes back is planned
+with the classes it had before it went down, until it has been measured again), and
+pushes the plan to the live nodes only (a node that dies between the phases is skipped, see ``push_plan``). Any
 change in the set of live nodes — one going down, one coming back — re-plans, so a
 node that returns is brought back into service the round it answers again. Each
 round reports how long the failure took to detect (since the node last answered) and
@@ -57,6 +59,7 @@ from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.moves import Moves
 from idn.placement.problem import PlacementOptions
 from idn.plan import Plan, parse_plan
+from idn.protocol.failures import never_sent
 from idn.subtopology import live_topology
 from idn.tls import TLSFiles
 from idn.topology import Topology
@@ -168,14 +171,17 @@ class Controller:
     move_weight: float = 1.0    # request-ms of latency one ms of moving is worth (0: moves are free)
     hold_rounds: int = 1        # rounds after a change during which only a broken plan is replaced
     plan: Plan | None = None  # what the network runs (read from the nodes by prime())
-    timeout_s: float = 3.0  # a node that does not answer a control call within this is down
+    timeout_s: float = 3.0  # a control call not answered within this is a miss
+    misses: int = 2  # rounds in a row without an answer before a node that does not refuse is down
     on_event: Callable[[Event], None] | None = None
     down: set[str] = field(default_factory=set)
     events: list[Event] = field(default_factory=list)
     tls: TLSFiles | None = None
     _cursors: dict[str, int] = field(default_factory=dict)
     _last_seen: dict[str, float] = field(default_factory=dict)
-    _planned_live: frozenset[str] | None = None  # the live nodes self.plan was made for
+    _missed: dict[str, int] = field(default_factory=dict)
+    _known: dict[str, tuple[RequestClass, ...]] = field(default_factory=dict)  # ingress -> last measured classes
+    planned_live: frozenset[str] | None = None  # the live nodes self.plan was made for
     _since_change: int = 1_000_000
 
     def prime(self) -> None:
@@ -204,6 +210,28 @@ class Controller:
         if self.on_event is not None:
             self.on_event(ev)
 
+    def _with_returning(self, demand: Demand, came_back: list[str]) -> Demand:
+        """A node that just came back has measured (next to) nothing yet, and its clients are
+        only returning from the ingresses they failed over to: plan it with the classes it
+        had before it went down, so the plan brings it back into service at once rather
+        than a round later."""
+        if not came_back:
+            return demand
+        classes = [c for c in demand.classes if c.ingress not in came_back]
+        for n in came_back:
+            measured = [c for c in demand.classes if c.ingress == n]
+            before = self._known.get(n, ())
+            classes += list(before) if sum(c.rate for c in before) > sum(c.rate for c in measured) else measured
+        return Demand(tuple(sorted(classes, key=lambda c: c.id)), file=demand.file)
+
+    def _remember(self, demand: Demand, down: set[str]) -> None:
+        by: dict[str, list[RequestClass]] = {}
+        for c in demand.classes:
+            by.setdefault(c.ingress, []).append(c)
+        for n in self.addresses:
+            if n not in down:
+                self._known[n] = tuple(by.get(n, ()))
+
     def read_stats(self) -> tuple[list, dict[str, str]]:
         """Stats windows of the nodes that answered, and node -> error for those that did not."""
         windows, errors = [], {}
@@ -226,7 +254,10 @@ class Controller:
             self.prime()
         windows, errors = self.read_stats()
         now = time.monotonic()
-        down = set(errors)
+        for nid in self.addresses:
+            self._missed[nid] = self._missed.get(nid, 0) + 1 if nid in errors else 0
+        down = {n for n, e in errors.items()
+                if never_sent(e.partition(": ")[2]) or self._missed[n] >= self.misses or n in self.down}
         went_down, came_back = sorted(down - self.down), sorted(self.down - down)
         detect = {n: now - self._last_seen[n] for n in went_down if n in self._last_seen}
         for n in went_down:
@@ -244,7 +275,8 @@ class Controller:
         if len(down) == len(self.topology.nodes):
             return result(Demand((), file="<measured>"), None)
         topo, notes = live_topology(self.topology, down)
-        demand = measured_demand(windows, topo, self.catalog)
+        demand = self._with_returning(measured_demand(windows, topo, self.catalog), came_back)
+        self._remember(demand, down)
         if not demand.classes:
             return result(demand, None)
         t0 = time.monotonic()
@@ -252,8 +284,8 @@ class Controller:
         solve_s = time.monotonic() - t0
         live = frozenset(topo.nodes)
         self._since_change += 1
-        if self.plan is not None and self._planned_live is not None and live != self._planned_live:
-            gone, back = sorted(self._planned_live - live), sorted(live - self._planned_live)
+        if self.plan is not None and self.planned_live is not None and live != self.planned_live:
+            gone, back = sorted(self.planned_live - live), sorted(live - self.planned_live)
             d = Decision(True, "live nodes changed (" + "; ".join(
                 ([f"down: {', '.join(gone)}"] if gone else []) + ([f"back: {', '.join(back)}"] if back else [])) + ")",
                 None, outcome.evaluation)
@@ -270,7 +302,7 @@ class Controller:
         for n in sorted(failed - down):
             self._event("down", n, "stopped answering while the plan was applied; re-planning next round")
         self.plan = outcome.plan.with_version(version)
-        self._planned_live = live
+        self.planned_live = live
         self._since_change = 0
         self._event("replan", None, f"plan v{version} on {len(live)} live node(s) ({d.reason}): solved in "
                                     f"{solve_s:.2f} s, applied in {apply_s:.2f} s"

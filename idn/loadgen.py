@@ -10,6 +10,11 @@ send). A bound on outstanding requests keeps a collapsing network from growing t
 client without limit; arrivals over the bound are counted as ``dropped`` (never silently
 skipped). The first ``warmup_s`` seconds of arrivals are sent but not counted.
 
+Failover (``plan_load(..., failover=N)``, ``idn loadgen --failover N``): each class also
+knows the N nodes nearest its ingress, and a request its ingress could not take (refused
+before it was sent) goes to the next of them within its deadline, as ``idn.Client``
+does (``retry_sent`` also retries requests lost after they were sent).
+
 **Traces** (``--trace``, :mod:`idn.trace`): each class's rate changes with time, so its
 arrivals are a non-homogeneous Poisson process, drawn up front by time rescaling: unit-rate
 Poisson arrivals on the class's expected-arrivals curve ``Lambda(t)`` (the integral of its
@@ -32,6 +37,7 @@ import math
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,7 +46,7 @@ import grpc
 import numpy as np
 
 from idn.catalog import Catalog, Task
-from idn.client import build_request, parse_response
+from idn.client import Failover, build_request, channel_options, ingress_addresses, parse_response
 from idn.config import ConfigError
 from idn.demand import Demand, RequestClass
 from idn.protocol import params as P
@@ -142,6 +148,7 @@ class ClassLoad:
     messages: list[bytes]
     labels: list[int | None]
     output: str
+    fallbacks: list[str] = field(default_factory=list)  # other ingresses, nearest first (failover)
     # trace replay: arrival times (seconds from the start of the counted window) and the
     # trace period of each; None: homogeneous Poisson at cls.rate
     schedule: np.ndarray | None = None
@@ -167,6 +174,10 @@ class _Outcome:
     degraded: bool = False
     correct: bool | None = None
     server_us: float = 0.0  # time inside the serving node (idn.server_us)
+    sent_at: float = 0.0  # time.monotonic() when sent
+    via: str = ""  # the ingress that answered, when it was not the class's own (failover)
+    rerouted: str = ""  # idn.rerouted: a dead node the network routed around
+    detail: str = ""  # the error's message
 
 
 @dataclass
@@ -260,11 +271,13 @@ class LoadOptions:
     seed: int = 0
     max_outstanding: int = 256  # all classes together
     timeout_s: float = 5.0      # gRPC deadline of each request
+    retry_sent: bool = False    # failover also for requests lost after they were sent (side-effect free)
 
 
 def plan_load(topology: Topology, catalog: Catalog, demand: Demand, seed: int = 0,
-              addresses: dict[str, str] | None = None) -> list[ClassLoad]:
-    """Prebuild every class's messages (before any clock starts)."""
+              addresses: dict[str, str] | None = None, failover: int = 0) -> list[ClassLoad]:
+    """Prebuild every class's messages (before any clock starts); ``failover``: how many other
+    nodes, nearest the ingress first, each class may fail over to."""
     rng = np.random.default_rng(seed)
     samples: dict[str, Samples] = {}
     loads = []
@@ -273,7 +286,12 @@ def plan_load(topology: Topology, catalog: Catalog, demand: Demand, seed: int = 
         if rc.task not in samples:
             samples[rc.task] = load_samples(task, catalog.path)
         addr = (addresses or {}).get(rc.ingress) or topology.node(rc.ingress).address
-        loads.append(ClassLoad.build(rc, addr, task, samples[rc.task], rng))
+        ld = ClassLoad.build(rc, addr, task, samples[rc.task], rng)
+        if failover > 0:
+            by_address = {n.address: nid for nid, n in topology.nodes.items()}
+            ld.fallbacks = [(addresses or {}).get(by_address[a]) or a
+                            for a in ingress_addresses(topology, rc.ingress, failover + 1)[1:]]
+        loads.append(ld)
     return loads
 
 
@@ -335,14 +353,14 @@ def arrival_times(rate_cumulative: np.ndarray, grid: np.ndarray, rng: np.random.
 
 def plan_trace_load(topology: Topology, catalog: Catalog, window: TraceWindow, seed: int = 0,
                     addresses: dict[str, str] | None = None, warmup_s: float = 0.0,
-                    grid_step_s: float = 0.01) -> list[ClassLoad]:
+                    grid_step_s: float = 0.01, failover: int = 0) -> list[ClassLoad]:
     """Prebuild every class of a trace with its arrival schedule over the window.
 
     Schedules are in wall seconds from the start of the counted window; warm-up arrivals
     (homogeneous at each class's rate at ``start_s``) have negative times."""
     rng = np.random.default_rng(seed)
     demand = Demand(tuple(tc.cls for tc in window.trace.classes), window.trace.file)
-    loads = plan_load(topology, catalog, demand, seed=seed, addresses=addresses)
+    loads = plan_load(topology, catalog, demand, seed=seed, addresses=addresses, failover=failover)
     a, b = window.start_s, window.end_s
     grid = np.linspace(a, b, max(2, int(math.ceil((b - a) / grid_step_s)) + 1))
     p = window.trace.period_s
@@ -363,19 +381,20 @@ def plan_trace_load(topology: Topology, catalog: Catalog, window: TraceWindow, s
 
 
 async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles | None = None,
-                   window: TraceWindow | None = None) -> LoadReport:
+                   window: TraceWindow | None = None,
+                   on_outcome: Callable[[ClassLoad, _Outcome], None] | None = None) -> LoadReport:
     """Drive every class open-loop for warmup + duration seconds (or a trace window), then wait for
-    stragglers.
+    stragglers. ``on_outcome`` sees every counted request as it ends (time series, e.g.
+    benchmarks/chaos.py).
 
-    Raises IngressUnavailable, naming every ingress that does not accept a connection
-    within the request timeout, before any load is sent."""
+    Raises IngressUnavailable, naming every ingress without failover that does not accept
+    a connection within the request timeout, before any load is sent."""
     channels: dict[str, grpc.aio.Channel] = {}
     calls = {}
-    for ld in loads:
-        if ld.address not in channels:
-            channels[ld.address] = ch = aio_channel(ld.address, tls, [])
-            calls[ld.address] = ch.unary_unary(MODEL_INFER, request_serializer=None,
-                                               response_deserializer=pb.ModelInferResponse.FromString)
+    for addr in {a for ld in loads for a in (ld.address, *ld.fallbacks)}:
+        channels[addr] = ch = aio_channel(addr, tls, channel_options(options.retry_sent))
+        calls[addr] = ch.unary_unary(MODEL_INFER, request_serializer=None,
+                                     response_deserializer=pb.ModelInferResponse.FromString)
 
     async def ready(ch: grpc.aio.Channel) -> bool:
         try:
@@ -385,11 +404,12 @@ async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles |
             return False
 
     try:
-        ok = await asyncio.gather(*(ready(ch) for ch in channels.values()))
-        down = [addr for addr, up in zip(channels, ok) if not up]
+        primaries = {ld.address for ld in loads if not ld.fallbacks}  # failover classes go around the dead
+        ok = await asyncio.gather(*(ready(channels[a]) for a in primaries))
+        down = [addr for addr, up in zip(primaries, ok) if not up]
         if down:
             raise IngressUnavailable({a: [ld.cls for ld in loads if ld.address == a] for a in down}, options.timeout_s)
-        driver = _Driver(loads, calls, options, window)
+        driver = _Driver(loads, calls, options, window, on_outcome)
         return await driver.run()
     finally:
         for ch in channels.values():
@@ -398,11 +418,15 @@ async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles |
 
 class _Driver:
     def __init__(self, loads: list[ClassLoad], calls: dict[str, Any], options: LoadOptions,
-                 window: TraceWindow | None = None):
+                 window: TraceWindow | None = None,
+                 on_outcome: Callable[[ClassLoad, _Outcome], None] | None = None):
         self.loads = loads
         self.calls = calls
         self.opt = options
         self.window = window
+        self.on_outcome = on_outcome
+        self.failover = [Failover([ld.address, *ld.fallbacks], options.retry_sent) if ld.fallbacks else None
+                         for ld in loads]
         self.duration_s = window.wall_s if window is not None else options.duration_s
         self.outcomes: list[list[_Outcome]] = [[] for _ in loads]
         self.dropped = [0] * len(loads)
@@ -495,13 +519,19 @@ class _Driver:
     async def _send(self, i: int, j: int, counted: bool, period: int = -1) -> None:
         ld = self.loads[i]
         self.outstanding += 1
+        sent_at = time.monotonic()
         start = time.perf_counter()
+        via = ""
         try:
-            resp = await self.calls[ld.address](ld.messages[j], timeout=self.opt.timeout_s)
+            fo = self.failover[i]
+            if fo is None:
+                resp = await self.calls[ld.address](ld.messages[j], timeout=self.opt.timeout_s)
+            else:
+                resp, via = await self._failover(fo, ld.messages[j], start)
         except grpc.RpcError as e:
             ms = (time.perf_counter() - start) * 1e3
             if counted:
-                self.outcomes[i].append(_Outcome(ms, e.code().name))
+                self._done(i, _Outcome(ms, e.code().name, sent_at=sent_at, detail=e.details() or ""))
             return
         finally:
             self.outstanding -= 1
@@ -515,6 +545,28 @@ class _Driver:
         correct = None
         if label is not None and ld.output in res.outputs:
             correct = top_class(res.outputs[ld.output]) == label
-        self.outcomes[i].append(_Outcome(ms, "OK", f"{res.node}/{res.variant}", res.degraded, correct,
-                                         float(res.server_us or 0)))
+        self._done(i, _Outcome(ms, "OK", f"{res.node}/{res.variant}", res.degraded, correct,
+                               float(res.server_us or 0), sent_at, via if via != ld.address else "",
+                               str(res.parameters.get(P.REROUTED, ""))))
+
+    async def _failover(self, fo: Failover, message: bytes, start: float) -> tuple[Any, str]:
+        """Send to the first address that takes it, within one deadline (as idn.Client does)."""
+        order = fo.order()
+        for k, addr in enumerate(order):
+            left = self.opt.timeout_s - (time.perf_counter() - start)
+            try:
+                resp = await self.calls[addr](message, timeout=max(left, 0.0))
+            except grpc.RpcError as e:
+                if k == len(order) - 1 or left <= 0 or not fo.should_retry(e):
+                    raise
+                fo.failed(addr)
+                continue
+            fo.answered(addr, k)
+            return resp, addr
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _done(self, i: int, outcome: _Outcome) -> None:
+        self.outcomes[i].append(outcome)
+        if self.on_outcome is not None:
+            self.on_outcome(self.loads[i], outcome)
 

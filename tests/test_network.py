@@ -264,3 +264,18 @@ def test_prometheus_metrics_count_outcomes(tmp_path, catalog_path):
         assert "idn_variants_loaded" in text and "idn_plan_version" in text
     finally:
         node.stop()
+
+
+def test_health_checks_that_are_wrong_do_not_fail_a_request_with_nowhere_else_to_go(net):
+    """A node starved of CPU can miss its health checks without being dead: with no other route
+    and no local answer, the normal route is still tried before failing."""
+    edge = net.nodes["edge"]
+    health = edge.server.dataplane.forwarder.health
+    edge.call(health.stop())  # no probes to correct the (wrong) view during the test
+    for nid in ("regional", "cloud"):
+        edge.loop.call_soon_threadsafe(health.mark_down, nid, "missed 2 health checks (test)")
+    time.sleep(0.1)
+    assert health.down >= {"regional", "cloud"}
+    with Client(net.address("edge")) as c:
+        r = c.infer("toy", X, timeout=3)
+    assert (r.node, r.hops) == ("cloud", 2) and "idn.rerouted" not in r.parameters

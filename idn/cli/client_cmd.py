@@ -16,7 +16,7 @@ from rich.table import Table
 from idn.catalog import Catalog, default_catalog_path, load_catalog
 from idn.cli.app import app
 from idn.cli.common import TlsCaOpt, TlsCertOpt, TlsKeyOpt, address, console, fail, number, tls_files
-from idn.client import Client
+from idn.client import Client, ingress_addresses
 from idn.config import ConfigError
 from idn.demand import load_demand
 from idn.loadgen import (
@@ -56,9 +56,16 @@ def _label(task_labels: tuple[str, ...], k: int | None) -> str:
 
 @app.command("infer")
 def infer(
-    to: Annotated[str, typer.Option("--to", help="HOST:PORT of the node to send to (normally an edge)",
-                                    callback=address)],
     task: Annotated[str, typer.Option(help="task (or a variant name, to pin it)")],
+    to: Annotated[Optional[list[str]], typer.Option(
+        "--to", help="HOST:PORT of the node to send to (normally an edge); repeat it (or give A,B) for "
+                     "addresses to fail over to, best first")] = None,
+    topology: Annotated[Optional[Path], typer.Option(
+        help="with --ingress: send to that node, failing over to the others nearest first")] = None,
+    ingress: Annotated[Optional[str], typer.Option(help="node of --topology to send to")] = None,
+    retry_sent: Annotated[bool, typer.Option(
+        help="also fail over when the request was lost after it was sent (inference is side-effect "
+             "free; it may run twice)")] = False,
     sample: Annotated[Optional[int], typer.Option(help="index into the task's held-out samples",
                                                   callback=number(0))] = None,
     input: Annotated[Optional[Path], typer.Option("--input", help=".npy input, one sample or a batch of one")] = None,
@@ -72,9 +79,15 @@ def infer(
     tls_cert: TlsCertOpt = None,
     tls_key: TlsKeyOpt = None,
 ) -> None:
-    """Send one request; print the answer, the true label when known, and who served it."""
+    """Send one request; print the answer, the true label when known, and who served it.
+
+    Several addresses (--to A --to B, or --topology T --ingress N) fail over: a request the
+    first could not take (unreachable, before it was sent) goes to the next, within --timeout."""
     out = console()
     cat = _catalog(catalog)
+    addresses = _addresses(to, topology, ingress)
+    for a in addresses:
+        address(a)  # the same check as a single --to: host:port, or a clear error
     tls = tls_files(tls_cert, tls_key, tls_ca)
     task_name = task if task in cat.tasks else cat.variants[task].task if task in cat.variants else None
     if task_name is None:
@@ -107,11 +120,13 @@ def infer(
         where = f"held-out sample {sample} of {task_name}"
     output = answer_output(t)
     try:
-        with Client(to, timeout=timeout, tls=tls) as c:
+        with Client(addresses, timeout=timeout, tls=tls, retry_sent=retry_sent) as c:
             res = c.infer(task, {name: x}, [output], parameters=slo_parameters(max_latency_ms, min_accuracy))
+            failed_over = c.failover.failovers > 0
     except grpc.RpcError as e:
-        hint = rpc_hint(e.code(), e.details() or "", to, tls is not None)
-        raise fail(f"{to}: {e.code().name}: {e.details()}" + (f" (fix: {hint})" if hint else "")) from None
+        hint = rpc_hint(e.code(), e.details() or "", addresses[0], tls is not None)
+        fix = f" (fix: {hint})" if hint else ""
+        raise fail(f"{', '.join(addresses)}: {e.code().name}: {e.details()}{fix}") from None
     answer = top_class(res.outputs[output])
     right = "" if truth is None else ("  [green]correct[/green]" if answer == truth else "  [red]wrong[/red]")
     out.print(f"input:    {escape(where)}", highlight=False)
@@ -121,8 +136,29 @@ def infer(
     out.print(f"served:   node {res.node} · variant {res.variant} (held-out accuracy {acc}) · "
               f"{res.hops} hop(s) · {res.server_us} us in the server"
               + (" · [yellow]DEGRADED[/yellow] (fallback)" if res.degraded else ""), highlight=False)
+    if failed_over:
+        out.print(f"[yellow]note:[/yellow] {addresses[0]} was unreachable; another ingress answered")
+    if res.parameters.get(P.REROUTED):
+        out.print(f"[yellow]note:[/yellow] routed around {res.parameters[P.REROUTED]} (down)")
     if res.parameters.get(P.SLO_MET) is False:
         out.print("[yellow]note:[/yellow] no target met this request's SLO; the plan's best was used")
+
+
+def _addresses(to: list[str] | None, topology: Path | None, ingress: str | None) -> list[str]:
+    """--to (repeatable, or comma-separated), or --topology with --ingress (nearest first)."""
+    if to and (topology or ingress):
+        raise fail("give --to, or --topology with --ingress, not both")
+    if to:
+        return [a.strip() for item in to for a in item.split(",") if a.strip()]
+    if topology is None or ingress is None:
+        raise fail("say where to send: --to HOST:PORT, or --topology T --ingress NODE")
+    try:
+        topo = load_topology(topology)
+    except ConfigError as e:
+        raise fail(str(e)) from None
+    if ingress not in topo.nodes:
+        raise fail(f"--ingress {ingress!r}: not a node of {topology} (nodes: {', '.join(topo.nodes)})")
+    return ingress_addresses(topo, ingress)
 
 
 def _ms(x: float | None) -> str:
@@ -172,6 +208,11 @@ def loadgen(
                                            callback=number(0, strict_min=True))] = 5.0,
     scale: Annotated[float, typer.Option(help="multiply every class's rate (--demand only)",
                                          callback=number(0, strict_min=True))] = 1.0,
+    failover: Annotated[int, typer.Option(
+        help="each class may fail over to this many other nodes, nearest its ingress first, when the "
+             "ingress cannot take a request (0 = off)", callback=number(0))] = 0,
+    retry_sent: Annotated[bool, typer.Option(
+        help="with --failover, also retry requests lost after they were sent (side-effect free)")] = False,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="write the report as JSON here")] = None,
     catalog: CatalogOpt = None,
     tls_ca: TlsCaOpt = None,
@@ -196,18 +237,18 @@ def loadgen(
             if start >= tr.duration_s:
                 raise fail(f"--start {start:g} is past the end of the trace ({tr.duration_s:g} s)")
             window = TraceWindow(tr, start, duration, speed)
-            loads = plan_trace_load(topo, cat, window, seed=seed, warmup_s=warmup)
+            loads = plan_trace_load(topo, cat, window, seed=seed, warmup_s=warmup, failover=failover)
             source, what = trace, (f"trace {tr.name}: t={window.start_s:g}..{window.end_s:g} s at x{speed:g} "
                                    f"({window.wall_s:g} s)")
         else:
             assert demand is not None
             dem = scale_demand(load_demand(demand, topo, cat), scale)
-            loads = plan_load(topo, cat, dem, seed=seed)
+            loads = plan_load(topo, cat, dem, seed=seed, failover=failover)
             source, what = demand, f"{dem.total_rate:.1f} req/s total, {duration or 10.0:g} s"
     except ConfigError as e:
         raise fail(str(e)) from None
     opts = LoadOptions(duration_s=duration or 10.0, warmup_s=warmup, seed=seed, max_outstanding=max_outstanding,
-                       timeout_s=timeout)
+                       timeout_s=timeout, retry_sent=retry_sent)
     err.print(f"loadgen: {len(loads)} classes, {what}, {warmup:g} s warm-up", highlight=False, markup=False)
     try:
         report = asyncio.run(run_load(loads, opts, tls, window))

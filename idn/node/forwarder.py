@@ -19,7 +19,9 @@ Faults (README "Network behaviour"):
   next node up the path that serves the task), carrying ``idn.avoid`` so that the
   nodes after this one route around the same nodes, and comes back marked
   ``idn.rerouted``. A forward that finds its next hop unreachable marks it down and
-  does the same, within what is left of the deadline.
+  does the same, within what is left of the deadline. When nothing else is left, not
+  even a local answer, the normal route is tried anyway before failing (health checks
+  can mistake a node starved of CPU for a dead one; a dead one refuses at once).
 * Requests in flight to a neighbour that goes down are failed over at once.
 * A hop that accepted a request but does not answer is given up on after
   ``hop_share`` of the remaining deadline when the caller has a local fallback (it is
@@ -29,6 +31,7 @@ Faults (README "Network behaviour"):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -211,10 +214,12 @@ class Forwarder:
                 f.abandon(f"{node} went down while the request was there ({reason})", down=True)
             return
         # Back up: a fresh data channel, rather than one that may sit out gRPC's reconnect backoff.
+        # (Nothing should be in flight on the old one — requests avoid a down node — but any
+        # call that is gets the longest a forward may take to finish.)
         old = self._stubs.pop(node, None)
         self.channel(node)
         if old is not None:
-            task = asyncio.get_running_loop().create_task(old[0].close(grace=1.0))
+            task = asyncio.get_running_loop().create_task(old[0].close(grace=self.default_timeout_s))
             self._retiring.add(task)
             task.add_done_callback(self._retiring.discard)
 
@@ -260,23 +265,31 @@ class Forwarder:
         avoid = (set(self.health.down) | {n for n in carried.split(",") if n in self.topology.nodes})
         avoid.discard(self.node_id)
         current, dead, last = decision, None, None
+        tried: set[str] = set()
+        last_resort = False
         for _ in range(MAX_REROUTES + 1):
             frozen = frozenset(avoid)
-            blocked = self._crosses(current, frozen)
+            blocked = None if last_resort else self._crosses(current, frozen)
             if blocked is not None:
                 dead = dead or blocked
-                alternatives = router.failover(model, decision, frozen)
-                if not alternatives:
+                alternatives = [a for a in router.failover(model, decision, frozen) if a.next_hop not in tried]
+                if alternatives:
+                    current = alternatives[0]
+                    request.parameters[P.AVOID].string_param = ",".join(sorted(avoid))
+                elif not fallback and decision.next_hop not in tried:
+                    # Nothing else, not even a local answer: try the normal route anyway. Health
+                    # checks can be wrong (a node starved of CPU, not dead); a dead one refuses at once.
+                    current, last_resort = decision, True
+                else:
                     break
-                current = alternatives[0]
-                request.parameters[P.AVOID].string_param = ",".join(sorted(avoid))
             assert current.next_hop is not None
+            tried.add(current.next_hop)
             try:
                 resp = await self.forward(current.next_hop, request, deadline, current.target, fallback)
             except HopFailed as e:
                 if not e.unreachable:
                     raise
-                last = e
+                last, last_resort = e, False
                 avoid.add(current.next_hop)
                 continue
             if current is not decision:
@@ -291,8 +304,11 @@ class Forwarder:
 
     async def close(self) -> None:
         await self.health.stop()
+        for t in list(self._retiring):  # shutting down: no grace left for old channels' calls
+            t.cancel()
         for t in list(self._retiring):
-            await t
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         for ch, _ in self._stubs.values():
             await ch.close()
         self._stubs.clear()

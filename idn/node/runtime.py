@@ -7,13 +7,14 @@ prediction is an exponentially weighted average of the measured time per sample,
 so a variant moves between the two paths as its observed cost changes.
 
 Admission sheds load instead of running it late: a request whose deadline cannot be
-met — the requests admitted ahead of it times the measured cost per run, over the
-worker threads, plus its own run (stretched by the node's emulated slowdown) exceed
-the time it has left — is refused at once, RESOURCE_EXHAUSTED when the queue is the
-reason and DEADLINE_EXCEEDED when even an idle node could not make it; one that
-waited in the worker queue past its deadline is dropped there, not run. So at twice
-its capacity a node still serves its capacity, what it accepts finishes in time, and
-its queues (and memory) stay bounded.
+met is refused at once. The prediction: the requests admitted ahead of it times the
+measured cost per run, over the worker threads, plus its own run (stretched by the
+node's emulated slowdown); it must fit in ``ADMIT_HEADROOM`` of the time left. The
+answer is RESOURCE_EXHAUSTED when the queue is the reason, DEADLINE_EXCEEDED when even
+an idle node could not make it. A request that still waited in the worker queue past
+its deadline is dropped there, not run. So at twice its capacity a node still serves
+its capacity, what it accepts finishes in time, and its queues (and memory) stay
+bounded (``benchmarks/overload.py``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from idn.protocol.tensors import ORT_TYPES, TensorMeta, to_wire_shape
 
 PLATFORM = "onnx_onnxv1"
 _EWMA = 0.2
+# Admit a request only if its predicted wait + run fit in this share of the time it has
+# left: the rest absorbs the estimate's error and the trip back to the caller.
+ADMIT_HEADROOM = 0.7
 
 
 def _metas(args: Sequence[ort.NodeArg]) -> tuple[TensorMeta, ...]:
@@ -153,7 +157,7 @@ class VariantRuntime:
         wait = self.inflight * own / parallel
         need = wait + own * max(stretch, 1.0)
         left = deadline - time.monotonic()
-        if left >= need:
+        if left * ADMIT_HEADROOM >= need:
             return
         self.shed += 1
         if left < own * max(stretch, 1.0):
