@@ -59,6 +59,7 @@ class NeighbourHealth:
         self.since: dict[str, float] = {}  # node -> when its current state began
         self.reason: dict[str, str] = {}
         self.changes = 0
+        self.seen_up: set[str] = set()  # answered at least once: only losing one of those is news
         self._listeners: list[Listener] = []
         self._missed: dict[str, int] = {}
         self._tasks: dict[str, asyncio.Task] = {}
@@ -81,19 +82,28 @@ class NeighbourHealth:
         self.since[node] = now
         self.reason[node] = reason
         self.changes += 1
-        log.warning("neighbour %s down (%s); routing around it (it was up for %.1f s)", node, reason, up_for)
+        if node in self.seen_up:
+            log.warning("neighbour %s down (%s); routing around it (it was up for %.1f s)", node, reason, up_for)
+        else:  # at start-up, neighbours come up in any order (DNS may not even know them yet)
+            log.info("neighbour %s not reachable yet (%s); routing around it until it answers", node, reason)
         self._notify(node, False, reason)
         self.watch([node])
 
     def mark_up(self, node: str) -> None:
         self._missed[node] = 0
+        first = node not in self.seen_up
+        self.seen_up.add(node)
         if node not in self.down:
             self.since.setdefault(node, self.clock())
             return
         now = self.clock()
         self.down.discard(node)
-        log.warning("neighbour %s back up after %.2f s down; routing through it again", node,
-                    now - self.since.get(node, now))
+        if first:
+            log.info("neighbour %s answered after %.2f s; routing through it", node,
+                     now - self.since.get(node, now))
+        else:
+            log.warning("neighbour %s back up after %.2f s down; routing through it again", node,
+                        now - self.since.get(node, now))
         self.since[node] = now
         self.reason.pop(node, None)
         self.changes += 1
