@@ -32,7 +32,6 @@ from idn import __version__
 from idn.node.forwarder import Forwarder, HopFailed, response_facts
 from idn.node.handlers import RateLimitedLog
 from idn.node.metrics import NodeMetrics
-from idn.node.pacing import Pacer
 from idn.node.router import Action, Resolution, RoutingTable
 from idn.node.runtime import PLATFORM, VariantRuntime
 from idn.node.settings import NodeSettings
@@ -140,17 +139,16 @@ class DataPlane:
     """
 
     def __init__(self, store: VariantStore, settings: NodeSettings, node_id: str = "",
-                 router: RoutingTable | None = None, forwarder: Forwarder | None = None, slowdown: float = 1.0,
+                 router: RoutingTable | None = None, forwarder: Forwarder | None = None,
                  memory_bytes: int | None = None):
         self.store = store
         self.settings = settings
         self.node_id = node_id
         self.router = router or RoutingTable(node_id, None, store.catalog)
         self.forwarder = forwarder
-        self.slowdown = slowdown  # emulation: local compute takes this many times longer
+        self.slowdown = settings.slowdown  # emulation: local compute takes this many times longer
         # What the repository may hold when it loads on demand (None: it never does).
         self.memory_bytes = memory_bytes
-        self.pacer = Pacer()
         self.stats = StatsBook()
         self.metrics: NodeMetrics | None = None
         # Loads of a variant the plan does not put here (the repository's, for another plan's
@@ -360,10 +358,7 @@ class DataPlane:
         feeds, batch = self.decode_inputs(rt, request.inputs)
         if request.outputs:
             rt.check_outputs(request.outputs)
-        t_run = time.perf_counter()
         arrays = await rt.run(feeds, request.outputs, batch, deadline=request.deadline, stretch=self.slowdown)
-        if self.slowdown > 1.0:  # emulation of a slower box: stretch the measured compute time
-            await self.pacer.sleep((time.perf_counter() - t_run) * (self.slowdown - 1.0))
         names = request.outputs or rt.output_names
         dt = rt.output_datatype
         outputs = [OutputTensor(n, dt[n], a) for n, a in zip(names, arrays)]

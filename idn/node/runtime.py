@@ -29,6 +29,7 @@ import numpy as np
 import onnxruntime as ort
 
 from idn.node.batcher import Batcher
+from idn.node.pacing import Pacer
 from idn.node.settings import NodeSettings
 from idn.protocol.status import DataPlaneError, InvalidInput, ModelFailed, Overloaded, Status, echo
 from idn.protocol.tensors import ORT_TYPES, TensorMeta, to_wire_shape
@@ -89,6 +90,7 @@ class VariantRuntime:
         self._drained: asyncio.Event | None = None
         self.executor = executor
         self._us_per_sample: float | None = None  # None until measured: first runs go to the pool
+        self._pacer = Pacer()  # emulated slowdown (settings.slowdown)
         self.shed = 0  # refused at admission: could not finish by the deadline
         self.expired = 0  # dropped in the worker queue: the deadline passed before a worker was free
 
@@ -134,15 +136,23 @@ class VariantRuntime:
             self.expired += 1
             raise DataPlaneError(f"model '{self.name}': the request's deadline passed while it waited for a "
                                  "worker; not run", Status.DEADLINE_EXCEEDED)
-        t0 = time.perf_counter()
+        return self._run_timed(feeds, outputs, batch)[0]
+
+    def _run_timed(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None,
+                   batch: int) -> tuple[list[np.ndarray], float, float]:
+        """(result, wall s, CPU s of this thread): with one intra-op thread ORT computes on
+        the calling thread, so its CPU time is the run's own work, without the time spent
+        waiting for a core on a busy machine."""
+        t0, c0 = time.perf_counter(), time.thread_time()
         try:
             result = self.session.run(list(outputs) if outputs else None, feeds)
         except Exception as e:  # ORT raises its own pybind exception types
             raise ModelFailed(f"model '{self.name}' failed in ONNX Runtime: {e}") from None
-        per_sample = (time.perf_counter() - t0) * 1e6 / max(1, batch)
+        wall, cpu = time.perf_counter() - t0, time.thread_time() - c0
+        per_sample = wall * 1e6 / max(1, batch)
         est = self._us_per_sample
         self._us_per_sample = per_sample if est is None else est + _EWMA * (per_sample - est)
-        return result
+        return result, wall, cpu
 
     def admit(self, batch: int, deadline: float | None, stretch: float = 1.0) -> None:
         """Refuse now what cannot finish in time (module docstring); ``stretch``: emulated slowdown."""
@@ -187,10 +197,24 @@ class VariantRuntime:
                        batch: int, deadline: float | None = None) -> list[np.ndarray]:
         """Inline when predicted cheaper than a thread hand-off, else in the worker pool."""
         est = self._us_per_sample
-        if est is not None and est * batch <= self.settings.inline_max_us:
-            return self.run_sync(feeds, outputs, batch)
+        if self.settings.slowdown <= 1.0:
+            if est is not None and est * batch <= self.settings.inline_max_us:
+                return self.run_sync(feeds, outputs, batch)
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self.executor, self.run_sync, feeds, outputs, batch, deadline)
+        return await self._execute_stretched(feeds, outputs, batch, deadline)
+
+    async def _execute_stretched(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None,
+                                 batch: int, deadline: float | None) -> list[np.ndarray]:
+        """Emulation of a box ``slowdown`` times slower: the run ends ``slowdown`` × its CPU
+        time after it started (wall time where ORT computes on more than one thread)."""
+        if deadline is not None and time.monotonic() >= deadline:
+            return self.run_sync(feeds, outputs, batch, deadline)  # raises DEADLINE_EXCEEDED
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, self.run_sync, feeds, outputs, batch, deadline)
+        result, wall, cpu = await loop.run_in_executor(self.executor, self._run_timed, feeds, outputs, batch)
+        work = cpu if self.settings.intra_op_threads == 1 else wall
+        await self._pacer.sleep(work * self.settings.slowdown - wall)
+        return result
 
     async def drained(self) -> None:
         """Wait until no admitted request is still running (used before unloading)."""

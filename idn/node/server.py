@@ -9,6 +9,7 @@ in-flight requests ``grace_s`` to finish, exit 0.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import signal
@@ -92,10 +93,11 @@ class NodeServer:
     def __init__(self, config: NodeConfig):
         self.config = config
         self.authority = Authority(config.control_token, config.model_control)  # refuses explicit without a token
-        s = config.settings
+        node = config.node
+        s = dataclasses.replace(config.settings, slowdown=node.slowdown if (node is not None and config.emulate)
+                                else config.settings.slowdown)
         self.executor = ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="idn-ort")
         self.store = VariantStore(s, self.executor, sources=config.models, catalog=config.catalog)
-        node = config.node
         forwarder = None
         if config.topology is not None:
             forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,
@@ -104,7 +106,6 @@ class NodeServer:
         self.dataplane = DataPlane(
             self.store, s, node_id=config.node_id,
             router=RoutingTable(config.node_id, config.topology, config.catalog), forwarder=forwarder,
-            slowdown=node.slowdown if (node is not None and config.emulate) else 1.0,
             memory_bytes=config.memory_bytes)
         self.deployment = Deployment(config.node_id, config.topology, config.catalog, self.dataplane,
                                      config.state_dir, pinned={*config.models, *config.variants})

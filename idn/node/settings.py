@@ -38,5 +38,10 @@ class NodeSettings:
     # A hop that does not answer is given up on after this share of the remaining deadline
     # when a local degraded answer exists (1 = wait for the whole deadline).
     hop_share: float = 0.5
+    # Emulation of a slower box (``--emulate``, the topology's ``slowdown``): every run takes
+    # this many times the CPU time it used here. CPU time, not wall time: on a shared machine
+    # a run's wall time includes waiting for a core, and stretching that would emulate a box
+    # slower than the topology says (the waiting is stretched too).
+    slowdown: float = 1.0
     # Seconds in-flight requests get to finish on SIGTERM/SIGINT.
     grace_s: float = 5.0
