@@ -147,6 +147,9 @@ class DemoOptions:
     seed: int = 0
     ready_timeout_s: float = 60.0
     run_dir: Path | None = None  # default .idn/run/<topology>-demo
+    # Time a few variants first and rescale the catalog's profiles of the machine's class to
+    # how fast it runs now (idn.zoo.speed): a shared machine drifts, the profile does not.
+    calibrate: bool = True
 
 
 @dataclass
@@ -217,6 +220,7 @@ class DemoResult:
     wall_s: float = 0.0
     pareto_png: str | None = None
     failed: list[tuple[str, str]] = field(default_factory=list)  # (plan label, why it found no plan)
+    speed: dict[str, Any] | None = None  # the speed check the predictions used (None: the catalog as profiled)
 
     def ties(self) -> list[tuple[str, str]]:
         """(heuristic, ILP label) pairs whose plans place the same variants on the same nodes."""
@@ -374,6 +378,9 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResul
     warmup = opts.warmup_s if opts.warmup_s is not None else sc.warmup_s
     catalog: Catalog = load_catalog(sc.catalog or default_catalog_path())
     topology = load_topology(sc.topology)
+    speed: dict[str, Any] | None = None
+    if opts.calibrate:
+        catalog, speed = calibrated(catalog, topology, say)
     demand = load_demand(sc.demand, topology, catalog)
     loads = plan_load(topology, catalog, demand, seed=opts.seed)  # same messages and arrivals for every plan
     specs = opts.plans or sc.plans()
@@ -411,7 +418,28 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = print) -> DemoResul
         outcome_stop = stop_nodes(state.nodes, procs=procs)
         say("network stopped: " + ", ".join(f"{n} {how}" for n, how in outcome_stop.items()))
     return DemoResult(str(sc.topology), str(sc.demand), sc.alphas, sc.budget, duration, warmup, opts.seed, results,
-                      time.monotonic() - t_start, failed=failed)
+                      time.monotonic() - t_start, failed=failed, speed=speed)
+
+
+def calibrated(catalog: Catalog, topology: Topology, say: Callable[[str], None]) -> tuple[Catalog, dict[str, Any]]:
+    """The catalog with the topology's hardware classes rescaled to this machine's speed now.
+
+    Only classes this machine is (its own default class): a class profiled elsewhere
+    says nothing about how fast this box is. Plans are solved and predicted with the
+    rescaled profiles, as an operator would after re-profiling a box."""
+    from idn.zoo.profile import default_hardware_class
+    from idn.zoo.speed import rescaled, speed_check
+
+    here = default_hardware_class()
+    used = {n.hardware_class for n in topology.nodes.values()}
+    if here not in used:
+        say(f"speed check skipped: no node of this topology is of this machine's class {here}")
+        return catalog, {"hardware_class": here, "skipped": True}
+    check = speed_check(catalog, here)
+    say(check.describe() + "; predictions use the rescaled profiles (--no-calibrate: as profiled)")
+    return rescaled(catalog, here, check.variant_factors), {
+        "hardware_class": here, "task_factors": check.task_factors,
+        "per_variant": {n: {"profile_ms": p, "now_ms": m} for n, (_, p, m) in check.per_variant.items()}}
 
 
 def draw_pareto(result: DemoResult, path: Path) -> Path:

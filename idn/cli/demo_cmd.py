@@ -67,10 +67,13 @@ def demo(
     json_out: Annotated[Path, typer.Option("--json", help="write the comparison here")] = Path("results/demo.json"),
     png_out: Annotated[Path, typer.Option("--png", help="the measured Pareto frontier")] = Path(
         "results/demo-pareto.png"),
+    calibrate: Annotated[bool, typer.Option(help="time a few variants first and predict with the catalog's "
+                                                 "profiles rescaled to this machine's speed now")] = True,
 ) -> None:
     """Start the demo network; play the ILP at three alphas and the heuristics at the middle one; compare."""
     try:
-        opts = DemoOptions(scenario=load_scenario(scenario), duration_s=duration, warmup_s=warmup, seed=seed)
+        opts = DemoOptions(scenario=load_scenario(scenario), duration_s=duration, warmup_s=warmup, seed=seed,
+                           calibrate=calibrate)
         res = run_demo(opts, say=lambda s: err.print(s, highlight=False))
     except (ConfigError, LaunchError, NoPlan) as e:
         err.print(f"[red]error:[/red] {e}", highlight=False)
