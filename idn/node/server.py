@@ -124,8 +124,8 @@ class NodeServer:
     async def start(self) -> None:
         s = self.config.settings
         self.server = grpc.aio.server(options=grpc_options(s))
-        add_servicer(InferenceServicer(self.dataplane, self.authority), self.server, s.max_message_bytes,
-                     self.trimmer.saw)
+        add_servicer(InferenceServicer(self.dataplane, self.authority, s.stream_max_in_flight), self.server,
+                     s.max_message_bytes, self.trimmer.saw)
         cpb_grpc.add_NodeControlServicer_to_server(
             ControlServicer(self.deployment, self.config.node, self.config.listen, self.authority), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -30,6 +30,13 @@ Response (serving node -> client):
   target was unreachable; ``idn.slo_met`` (bool, only when false): no target met the
   request's own SLO, so the plan's split served it; ``idn.rerouted`` (string, only when
   set): the dead node a forwarding node routed around to reach the node that served.
+
+Stream answers (``ModelStreamInfer``, node -> client):
+
+* ``idn.status`` (string, only on an answer with ``error_message``): the gRPC status
+  name the request would have failed with as a unary ``ModelInfer`` (e.g.
+  ``INVALID_ARGUMENT``): a stream has one status for all its requests, so each failed
+  request's own travels in its answer's ``infer_response``.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ DEGRADED = "idn.degraded"
 SLO_MET = "idn.slo_met"
 AVOID = "idn.avoid"
 REROUTED = "idn.rerouted"
+STATUS = "idn.status"
 
 REQUEST = (MAX_LATENCY_MS, MIN_ACCURACY)
 INTERNAL = (TARGET, VIA, AVOID)
