@@ -4,15 +4,20 @@ Side by side in one run, same request bytes, same serving node (issue #5, item 8
   - direct:      client -> cloud node (serves the variant);
   - idn hop:     client -> edge node (no local variant; the plan routes the task to the
                  cloud, so the edge resolves it and forwards with idn.target) -> cloud;
+  - idn hop (stream): the same through a second edge started with --forward-stream, which
+                 forwards over one ModelStreamInfer stream to the cloud instead of a
+                 ModelInfer call per request (issue #9, item 3);
   - bare hop:    client -> a grpc.aio proxy that forwards the request bytes unchanged
                  (no decoding, one pooled channel) -> cloud.
 
-Topology: two nodes on loopback, one link with delay 0, no emulation. Every server is
+Topology: three nodes on loopback (cloud, edge, edge-s), links with delay 0, no emulation. Every server is
 its own process (the client does not share their GIL); rounds rotate the path order
 to spread machine noise evenly. Requests are sequential (concurrency 1), so the
 numbers are latencies, not throughput.
 
 Target: idn hop overhead (idn hop - direct) <= 1.3 x bare hop overhead (bare - direct).
+The stream path is reported beside it (ratio_stream), so both forwarding modes are
+compared in one run on the same servers.
 
     python benchmarks/hop.py [--catalog models/catalog.yaml] [--task T] [--requests 300] [--rounds 5]
                              [--json results/hop.json]
@@ -51,6 +56,8 @@ from idn.topology import load_topology  # noqa: E402
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 TARGET_RATIO = 1.3
+STREAM_EDGE = "edge-s"  # the edge started with --forward-stream
+HOPS = ("idn hop", "idn hop (stream)", "bare hop")
 
 # A bare forwarding hop: grpc.aio, request bytes passed through untouched, one channel
 # to the upstream reused for every call, the caller's deadline passed on.
@@ -92,8 +99,10 @@ def two_node_topology(d: Path, hardware_class: str | None) -> Path:
         {"id": "cloud", "tier": "cloud", "address": f"127.0.0.1:{free_port()}", "mem_mb": 4096, "cores": 2,
          "repository": True},
         {"id": "edge", "tier": "edge", "address": f"127.0.0.1:{free_port()}", "mem_mb": 64, "cores": 1,
+         "parent": "cloud"},
+        {"id": STREAM_EDGE, "tier": "edge", "address": f"127.0.0.1:{free_port()}", "mem_mb": 64, "cores": 1,
          "parent": "cloud"}],
-        "links": [{"a": "edge", "b": "cloud", "delay_ms": 0}]}
+        "links": [{"a": "edge", "b": "cloud", "delay_ms": 0}, {"a": STREAM_EDGE, "b": "cloud", "delay_ms": 0}]}
     if hardware_class:
         doc["hardware_class"] = hardware_class
     p = d / "hop.yaml"
@@ -102,9 +111,9 @@ def two_node_topology(d: Path, hardware_class: str | None) -> Path:
 
 
 def edge_to_cloud_plan(task: str, variant: str) -> Plan:
-    route = Route(class_id=f"edge/{task}", ingress="edge", task=task, rate=1.0,
-                  targets=(Target("cloud", variant, 1.0),))
-    return Plan(version=1, placements={"cloud": (variant,)}, routes={route.class_id: route},
+    routes = [Route(class_id=f"{edge}/{task}", ingress=edge, task=task, rate=1.0,
+                    targets=(Target("cloud", variant, 1.0),)) for edge in ("edge", STREAM_EDGE)]
+    return Plan(version=1, placements={"cloud": (variant,)}, routes={r.class_id: r for r in routes},
                 solver=SolverFacts("benchmarks/hop.py", "heuristic"))
 
 
@@ -147,14 +156,15 @@ def run(catalog_path: Path, task: str | None, requests: int, rounds: int, warmup
         d = Path(tmp)
         topo_path = two_node_topology(d, hw)
         topo = load_topology(topo_path)
-        state, procs = start_network(topo_path, catalog=catalog_path, run_dir=d / "run")
+        state, procs = start_network(topo_path, catalog=catalog_path, run_dir=d / "run",
+                                     own_args={STREAM_EDGE: ["--forward-stream"]})
         proxy = None
         try:
             push_plan(edge_to_cloud_plan(task, variant), topo, state.addresses, state.token)
             proxy_port = free_port()
             proxy = start_proxy(proxy_port, state.addresses["cloud"])
             targets = {"direct": state.addresses["cloud"], "idn hop": state.addresses["edge"],
-                       "bare hop": f"127.0.0.1:{proxy_port}"}
+                       "idn hop (stream)": state.addresses[STREAM_EDGE], "bare hop": f"127.0.0.1:{proxy_port}"}
             channels = {k: grpc.insecure_channel(a) for k, a in targets.items()}
             calls = {k: ch.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
                      for k, ch in channels.items()}
@@ -163,6 +173,9 @@ def run(catalog_path: Path, task: str | None, requests: int, rounds: int, warmup
                          for k in (P.NODE, P.VARIANT, P.HOPS) if k in served.parameters}
             if hop_facts.get(P.NODE) != "cloud":
                 raise RuntimeError(f"the edge did not forward to the cloud: {hop_facts}")
+            streamed = pb.ModelInferResponse.FromString(calls["idn hop (stream)"](message, timeout=10))
+            if streamed.parameters[P.NODE].string_param != "cloud":
+                raise RuntimeError(f"{STREAM_EDGE} did not forward to the cloud: {streamed.parameters}")
             for call in calls.values():
                 measure(call, message, warmup)
             lat: dict[str, list[float]] = {k: [] for k in calls}
@@ -179,11 +192,15 @@ def run(catalog_path: Path, task: str | None, requests: int, rounds: int, warmup
             stop_nodes(state.nodes, procs=procs)
     stats = {k: summary(v) for k, v in lat.items()}
     base = stats["direct"]
-    overhead = {k: {m: stats[k][m] - base[m] for m in ("p50_us", "mean_us")} for k in ("idn hop", "bare hop")}
-    ratio = {m: overhead["idn hop"][m] / overhead["bare hop"][m] if overhead["bare hop"][m] > 0 else None
-             for m in ("p50_us", "mean_us")}
+    overhead = {k: {m: stats[k][m] - base[m] for m in ("p50_us", "mean_us")} for k in HOPS}
+
+    def ratio_of(path: str) -> dict[str, float | None]:
+        return {m: overhead[path][m] / overhead["bare hop"][m] if overhead["bare hop"][m] > 0 else None
+                for m in ("p50_us", "mean_us")}
+    ratio, ratio_stream = ratio_of("idn hop"), ratio_of("idn hop (stream)")
     return {"task": task, "variant": variant, "requests_per_round": requests, "rounds": rounds,
             "served": hop_facts, "latency": stats, "overhead_us": overhead, "ratio": ratio,
+            "ratio_stream": ratio_stream,
             "target_ratio": TARGET_RATIO,
             "meets_target": ratio["p50_us"] is not None and ratio["p50_us"] <= TARGET_RATIO}
 
@@ -215,6 +232,9 @@ def main() -> None:
     r = res["ratio"]
     con.print(f"idn hop overhead / bare gRPC hop overhead: p50 {r['p50_us']:.2f}x, mean {r['mean_us']:.2f}x "
               f"(target <= {TARGET_RATIO}x: {'met' if res['meets_target'] else 'NOT met'})", highlight=False)
+    rs = res["ratio_stream"]
+    con.print(f"idn hop over a stream (--forward-stream) / bare gRPC hop: p50 {rs['p50_us']:.2f}x, "
+              f"mean {rs['mean_us']:.2f}x", highlight=False)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=1) + "\n")
     con.print(f"written: {args.json}", highlight=False)

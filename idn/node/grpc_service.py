@@ -101,6 +101,9 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
     async def _infer(self, request: pb.ModelInferRequest, deadline: float | None) -> pb.ModelInferResponse:
         """One request through the data plane, answered as a wire message (unary or on a stream)."""
         req = request_from_proto(request)
+        if P.TIMEOUT_US in request.parameters:  # sent by a node forwarding over a stream
+            budget = time.monotonic() + max(request.parameters[P.TIMEOUT_US].int64_param, 0) / 1e6
+            deadline = budget if deadline is None else min(deadline, budget)
         req.deadline = deadline
         res = await self.dp.infer(req)
         if isinstance(res, Forwarded):

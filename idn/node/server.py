@@ -102,7 +102,8 @@ class NodeServer:
         if config.topology is not None:
             forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,
                                   s.max_message_bytes, tls=config.tls, probe_interval_s=s.probe_interval_s,
-                                  probe_timeout_s=s.probe_timeout_s, hop_share=s.hop_share)
+                                  probe_timeout_s=s.probe_timeout_s, hop_share=s.hop_share,
+                                  stream=s.forward_stream, stream_cap=s.stream_max_in_flight)
         self.dataplane = DataPlane(
             self.store, s, node_id=config.node_id,
             router=RoutingTable(config.node_id, config.topology, config.catalog), forwarder=forwarder,

@@ -20,6 +20,9 @@ class NodeSettings:
     # Requests one ModelStreamInfer stream may hold at once (running, or answered and not yet
     # written back); past it the node stops reading that stream (grpc_service._Stream).
     stream_max_in_flight: int = 64
+    # Forward to each neighbour over one ModelStreamInfer stream instead of a ModelInfer call
+    # per request (off: see README "Streaming" for the hop measurement).
+    forward_stream: bool = False
     # gRPC message size limit, both directions.
     max_message_bytes: int = 64 * 1024 * 1024
     # Largest tensor accepted, in elements (guards against absurd shapes).

@@ -9,9 +9,11 @@ like a unary call's error; the stream goes on. When the stream itself ends (the 
 went away, the channel closed, ``close()``), every request still waiting fails with the
 stream's error and the stream is ``broken``: the owner opens a new one.
 
-A request that runs out of its ``timeout`` fails DEADLINE_EXCEEDED here; the node still
-finishes it (a stream has one deadline for all its requests, none per message), within
-its own bound on work per stream.
+A request that runs out of its ``timeout`` (its write included: a node stops reading a
+stream that holds its cap of requests) fails DEADLINE_EXCEEDED here; the node still
+finishes it (a stream has one deadline for all its requests, none per message, and no
+way to cancel one request), within its own bound on work per stream. A write cut short
+(timeout, cancellation) ends the stream, which may be left mid-message.
 
 Used by ``idn.AsyncClient(stream=True)`` and, when configured, by a node forwarding to a
 neighbour.
@@ -73,18 +75,30 @@ class InferStream:
         request.id = rid
         fut: asyncio.Future[pb.ModelStreamInferResponse] = asyncio.get_running_loop().create_future()
         self.waiting[rid] = fut
+        writing = False
         try:
-            try:
+            async with asyncio.timeout(timeout):  # the write too: a peer that stops reading pushes back
                 async with self._write:
+                    writing = True
                     await self.call.write(request)
-            except (grpc.RpcError, asyncio.InvalidStateError) as e:  # the stream ended under the write
+                    writing = False
+                answer = await fut
+        except (grpc.RpcError, asyncio.InvalidStateError) as e:  # the stream ended under the write
+            if not writing:
+                raise
+            self.waiting.pop(rid, None)
+            raise self._broken_by(e) from None
+        except TimeoutError:
+            if writing:
                 self.waiting.pop(rid, None)
-                raise self._broken_by(e) from None
-            try:
-                answer = await asyncio.wait_for(fut, timeout)
-            except TimeoutError:
-                raise StreamAnswerError(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                        f"no answer on the stream within {timeout:.3g} s", asked) from None
+                self._abort("a write did not finish within its request's timeout")
+            raise StreamAnswerError(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                    f"no answer on the stream within {timeout:.3g} s", asked) from None
+        except asyncio.CancelledError:
+            if writing:
+                self.waiting.pop(rid, None)
+                self._abort("a write was cancelled")
+            raise
         finally:
             request.id = asked
             self.waiting.pop(rid, None)
@@ -108,6 +122,12 @@ class InferStream:
         except grpc.RpcError as e:
             error = e
         self._fail(error)
+
+    def _abort(self, why: str) -> None:
+        """A write interrupted half way may leave the call unusable: end it, so that the owner
+        opens a new stream (the requests waiting on this one fail as if the connection dropped)."""
+        self._fail(StreamAnswerError(grpc.StatusCode.UNAVAILABLE, f"stream abandoned: {why}"))
+        self.call.cancel()
 
     def _broken_by(self, e: BaseException) -> grpc.RpcError:
         if self.broken is None:
