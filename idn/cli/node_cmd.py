@@ -106,8 +106,8 @@ def node(
         help="requests one ModelStreamInfer stream may hold in the node at once (then it stops reading it)",
         callback=number(1, 65536))] = 64,
     forward_stream: Annotated[bool, typer.Option(
-        help="forward to each neighbour over one ModelStreamInfer stream instead of a ModelInfer call per "
-             "request (README 'Streaming': measured, off by default)")] = False,
+        help="forward to each neighbour over ModelStreamInfer streams (the cheaper hop, README 'Streaming'); "
+             "--no-forward-stream: a ModelInfer call per forwarded request")] = True,
     grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM",
                                          callback=number(0))] = 5.0,
     log_level: Annotated[str, typer.Option(help=", ".join(LOG_LEVELS),

@@ -23,16 +23,18 @@ Faults (README "Network behaviour"):
   even a local answer, the normal route is tried anyway before failing (health checks
   can mistake a node starved of CPU for a dead one; a dead one refuses at once).
 * Requests in flight to a neighbour that goes down are failed over at once.
-* With ``stream`` (``--forward-stream``), every forward to a neighbour travels on one
-  long-lived ``ModelStreamInfer`` stream to it (:class:`idn.protocol.stream.InferStream`)
-  instead of a ``ModelInfer`` call of its own; the deadline travels as ``idn.timeout_us``,
-  an error answer maps to the same status as a unary call's, a stream that breaks fails
-  its requests as a dropped connection would (and the next forward opens a new one), and
-  a health change replaces the stream with the channel. Off by default: README
-  "Streaming" has the hop measurement.
+* With ``stream`` (the default; ``--no-forward-stream`` turns it off), every forward to a
+  neighbour travels on a long-lived ``ModelStreamInfer`` stream to it
+  (:class:`idn.protocol.stream.InferStream`) instead of a ``ModelInfer`` call of its own:
+  measured the cheaper hop (README "Streaming"). The deadline travels as
+  ``idn.timeout_us``, an error answer maps to the same status as a unary call's, a
+  stream that breaks fails its requests as a dropped connection would (and the next
+  forward opens a new one), and a health change replaces the streams with the channel.
+  One difference: a forward given up on is not cancelled downstream (a stream cannot
+  cancel one request); the next node finishes it, within its bound per stream.
 * A hop that accepted a request but does not answer is given up on after
-  ``hop_share`` of the remaining deadline when the caller has a local fallback (it is
-  cancelled downstream), rather than after all of it.
+  ``hop_share`` of the remaining deadline when the caller has a local fallback (a unary
+  forward is cancelled downstream), rather than after all of it.
 """
 
 from __future__ import annotations

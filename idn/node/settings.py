@@ -21,8 +21,8 @@ class NodeSettings:
     # written back); past it the node stops reading that stream (grpc_service._Stream).
     stream_max_in_flight: int = 64
     # Forward to each neighbour over one ModelStreamInfer stream instead of a ModelInfer call
-    # per request (off: see README "Streaming" for the hop measurement).
-    forward_stream: bool = False
+    # per request: the cheaper hop (README "Streaming": benchmarks/hop.py, both in one run).
+    forward_stream: bool = True
     # gRPC message size limit, both directions.
     max_message_bytes: int = 64 * 1024 * 1024
     # Largest tensor accepted, in elements (guards against absurd shapes).

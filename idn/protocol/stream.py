@@ -27,6 +27,7 @@ import itertools
 import grpc
 
 from idn.protocol import params as P
+from idn.protocol.failures import unreachable
 from idn.protos import grpc_service_pb2 as pb
 
 STREAM_METHOD = "/inference.GRPCInferenceService/ModelStreamInfer"
@@ -46,6 +47,27 @@ class StreamAnswerError(grpc.RpcError):
 
     def details(self) -> str:
         return self._details
+
+
+# Statuses a server ends a whole stream with on purpose: passed on as they are. Anything
+# else (INTERNAL "Internal error from Core", UNKNOWN, CANCELLED, UNAVAILABLE with an odd
+# message...) when the stream ends under its requests means the connection is gone.
+_DECIDED = {grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
+            grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.INVALID_ARGUMENT}
+
+
+def _ended(e: BaseException) -> grpc.RpcError:
+    """What the requests on a stream that ended with ``e`` fail with: the server's own status
+    when it ended the stream on purpose, a transport error that says it never reached the
+    peer or lost it as it is (:mod:`idn.protocol.failures` reads its words), and anything
+    else as UNAVAILABLE "connection lost", the words for a peer gone under a call."""
+    code = e.code() if isinstance(e, grpc.RpcError) and callable(getattr(e, "code", None)) else None
+    details = (e.details() if isinstance(e, grpc.RpcError) and callable(getattr(e, "details", None)) else str(e)) or ""
+    if isinstance(e, grpc.RpcError) and code is not None and (
+            code in _DECIDED or (code is grpc.StatusCode.UNAVAILABLE and unreachable(details))):
+        return e
+    why = f"{code.name}: {details}" if code is not None else details or type(e).__name__
+    return StreamAnswerError(grpc.StatusCode.UNAVAILABLE, f"connection lost: the stream ended ({why})")
 
 
 def _status(name: str) -> grpc.StatusCode:
@@ -116,11 +138,12 @@ class InferStream:
                 fut = self.waiting.get(answer.infer_response.id)
                 if fut is not None and not fut.done():
                     fut.set_result(answer)
-            error = StreamAnswerError(grpc.StatusCode.UNAVAILABLE, "the stream was ended by the server")
+            error = StreamAnswerError(grpc.StatusCode.UNAVAILABLE,
+                                      "connection lost: the server ended the stream under its requests")
         except asyncio.CancelledError:
             error = StreamAnswerError(grpc.StatusCode.CANCELLED, "the stream was closed")
         except grpc.RpcError as e:
-            error = e
+            error = _ended(e)
         self._fail(error)
 
     def _abort(self, why: str) -> None:
@@ -131,11 +154,7 @@ class InferStream:
 
     def _broken_by(self, e: BaseException) -> grpc.RpcError:
         if self.broken is None:
-            code = e.code() if isinstance(e, grpc.RpcError) and callable(getattr(e, "code", None)) \
-                else grpc.StatusCode.UNAVAILABLE
-            details = e.details() if isinstance(e, grpc.RpcError) and callable(getattr(e, "details", None)) \
-                else str(e)
-            self._fail(StreamAnswerError(code, details or "the stream ended"))
+            self._fail(_ended(e))
         assert self.broken is not None
         return self.broken
 
