@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,8 @@ from idn.topology import Topology
 
 if TYPE_CHECKING:
     from idn.node.router import Resolution, RoutingTable
+
+log = logging.getLogger("idn.node")
 
 # gRPC codes that mean "the next hop could not answer": the data plane may fall back.
 HOP_FAILURES = {Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED}
@@ -121,6 +124,7 @@ class Forwarder:
         self.stream = stream
         self.stream_cap = stream_cap
         self._streams: dict[str, list[InferStream]] = {}
+        self.unary_only: set[str] = set()  # neighbours found without ModelStreamInfer
         self.pacer = Pacer()
         self.health = NeighbourHealth(node_id, self.channel, self._new_channel, interval_s=probe_interval_s,
                                       timeout_s=probe_timeout_s)
@@ -199,7 +203,8 @@ class Forwarder:
             await self._traverse(next_hop, delay + request.ByteSize() * per_byte, deadline, "towards")
         remaining = deadline - time.monotonic()
         call: Any
-        if self.stream:
+        streamed = self.stream and next_hop not in self.unary_only
+        if streamed:
             request.parameters[P.TIMEOUT_US].int64_param = int(remaining * 1e6)
             call = asyncio.ensure_future(self._stream(next_hop).send(request, remaining))
         else:
@@ -225,6 +230,14 @@ class Forwarder:
                             Status.UNAVAILABLE if flight.down else Status.DEADLINE_EXCEEDED,
                             next_hop, flight.down) from None
         except grpc.RpcError as e:  # AioRpcError, or StreamAnswerError: the same code() and details()
+            if streamed and e.code() == grpc.StatusCode.UNIMPLEMENTED and not getattr(e, "answered", False):
+                # A neighbour without ModelStreamInfer (an older node, mid-upgrade): unary calls
+                # to it from now on (until it restarts), and this request again that way.
+                self.unary_only.add(next_hop)
+                log.warning("%s does not serve ModelStreamInfer (%s): forwarding to it with ModelInfer calls",
+                            next_hop, e.details())
+                request.parameters.pop(P.TIMEOUT_US, None)
+                return await self.forward(next_hop, request, deadline, target, fallback)
             name = e.code().name
             status = Status[name] if name in Status.__members__ else Status.INTERNAL
             details = e.details() or name
@@ -247,6 +260,7 @@ class Forwarder:
         return resp
 
     def _on_health(self, node: str, up: bool, reason: str) -> None:
+        self.unary_only.discard(node)  # it may come back as another version
         # The next forward opens a fresh stream (on the fresh channel); what was in flight on
         # the old ones is abandoned below (down) or there is none (up).
         for stream in self._streams.pop(node, ()):

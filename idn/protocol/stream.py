@@ -38,9 +38,10 @@ class StreamAnswerError(grpc.RpcError):
 
     ``code()`` and ``details()`` as a unary call's ``AioRpcError`` has them."""
 
-    def __init__(self, code: grpc.StatusCode, details: str, request_id: str = ""):
+    def __init__(self, code: grpc.StatusCode, details: str, request_id: str = "", answered: bool = False):
         super().__init__(f"{code.name}: {details}")
         self._code, self._details, self.request_id = code, details, request_id
+        self.answered = answered  # the node answered this request so; else the stream failed it
 
     def code(self) -> grpc.StatusCode:
         return self._code
@@ -109,7 +110,7 @@ class InferStream:
             if not writing:
                 raise
             self.waiting.pop(rid, None)
-            raise self._broken_by(e) from None
+            raise await self._broken_by(e) from None
         except TimeoutError:
             if writing:
                 self.waiting.pop(rid, None)
@@ -128,7 +129,7 @@ class InferStream:
         resp.id = asked
         if answer.error_message:
             status = resp.parameters[P.STATUS].string_param if P.STATUS in resp.parameters else ""
-            raise StreamAnswerError(_status(status), answer.error_message, asked)
+            raise StreamAnswerError(_status(status), answer.error_message, asked, answered=True)
         return resp
 
     async def _read(self) -> None:
@@ -152,9 +153,21 @@ class InferStream:
         self._fail(StreamAnswerError(grpc.StatusCode.UNAVAILABLE, f"stream abandoned: {why}"))
         self.call.cancel()
 
-    def _broken_by(self, e: BaseException) -> grpc.RpcError:
+    async def _broken_by(self, e: BaseException) -> grpc.RpcError:
+        """A write failed: the stream ended. The write's own error says little (gRPC raises
+        INTERNAL "Internal error from Core" for a write on a call the server already ended),
+        so the call's final status is what the requests fail with (e.g. UNIMPLEMENTED from a
+        server without ModelStreamInfer, UNAVAILABLE from one that went away)."""
         if self.broken is None:
-            self._fail(_ended(e))
+            real: BaseException = e
+            try:
+                code = await asyncio.wait_for(self.call.code(), 1.0)
+                if code != grpc.StatusCode.OK:
+                    real = StreamAnswerError(code, await self.call.details() or "")
+            except (TimeoutError, asyncio.CancelledError, grpc.RpcError):
+                pass
+            if self.broken is None:
+                self._fail(_ended(real))
         assert self.broken is not None
         return self.broken
 
