@@ -480,6 +480,7 @@ class ControlPolicy(Policy):
         self.plan: Plan | None = None
         self.since_change = 1_000_000
         self.applied: list[bool] = []   # per period: a new plan was applied before it
+        self.changed: list[int] = []    # per period: placements added + removed by that plan (0: none applied)
         self.reasons: list[str] = []    # per period: the decision's reason
         self.failures = 0
 
@@ -489,6 +490,7 @@ class ControlPolicy(Policy):
     def decide(self, k: int, forecast: Demand, truth: Demand, held: Placement) -> Placement:
         if not forecast.classes:
             self.applied.append(False)
+            self.changed.append(0)
             self.reasons.append("no traffic measured")
             return self.placement()
         self.since_change += 1
@@ -498,10 +500,14 @@ class ControlPolicy(Policy):
         except NoPlan as e:
             self.failures += 1
             self.applied.append(False)
+            self.changed.append(0)
             self.reasons.append(f"no plan: {e.headline}")
             return self.placement()
         self.applied.append(rnd.decision.apply)
         self.reasons.append(rnd.decision.reason)
+        before = self.placement()
+        after = {n: set(vs) for n, vs in rnd.plan.placements.items()} if rnd.decision.apply else before
+        self.changed.append(sum(len(after.get(n, set()) ^ before.get(n, set())) for n in set(before) | set(after)))
         if rnd.decision.apply:
             self.plan = rnd.plan.with_version(1 if self.plan is None else self.plan.version + 1)
             self.since_change = 0
@@ -576,6 +582,8 @@ class PeriodRecord:
     score_s: float
     held: int
     applied: bool | None = None   # control: whether a new plan was applied before this period
+    plan_changes: int | None = None  # control: placements added + removed by that plan (what the live
+                                     # controller pushes; ``added``/``removed`` also count on-demand loads)
 
 
 @dataclass
@@ -679,7 +687,8 @@ class Simulator:
                 if not truth.classes:
                     rec = PeriodRecord(k, period.start_s, period.end_s, 0.0, 0.0, 0.0, None, 0.0, 0.0, 0.0, 0, 0, 0, 0,
                                        "idle", 0, 0, 0, 0.0, 0.0, t1 - t0, 0.0, 0,
-                                       pol.applied[-1] if isinstance(pol, ControlPolicy) else None)
+                                       pol.applied[-1] if isinstance(pol, ControlPolicy) else None,
+                                       pol.changed[-1] if isinstance(pol, ControlPolicy) else None)
                     results[pol.name].periods.append(rec)
                     continue
                 sc = self.scorer.score(placement, truth, pol.name)
@@ -693,7 +702,8 @@ class Simulator:
                     ev.gain_vs_repository, ev.mean_cost_ms, ev.mean_latency_ms, ev.accuracy, len(ev.violations), slo,
                     compute, memory, sc.routing, mv.added, mv.removed, mv.bytes, mv.load_ms, mv.transfer_ms,
                     t1 - t0, t2 - t1, sum(len(v) for v in sc.held.values()),
-                    pol.applied[-1] if isinstance(pol, ControlPolicy) else None))
+                    pol.applied[-1] if isinstance(pol, ControlPolicy) else None,
+                    pol.changed[-1] if isinstance(pol, ControlPolicy) else None))
                 pol.observe(k, measured[k])
         wall = time.perf_counter() - t_start
         best = summarise(results["hindsight"], None) if "hindsight" in results else None
