@@ -74,6 +74,7 @@ REPO = Path(__file__).resolve().parent.parent
 TRACES = REPO / "deploy" / "traces"
 DEMO_TOPOLOGY = REPO / "deploy" / "topologies" / "demo.yaml"
 RUNS = ("static", "control")
+QUIET_CPU = 0.8  # a period is "quiet" when the machine's CPU was at most this busy during it
 
 
 def trace_path(name: str | Path) -> Path:
@@ -102,6 +103,8 @@ class TraceDemoOptions:
     run_dir: Path | None = None
     ready_timeout_s: float = 90.0
     timeout_s: float = 5.0           # per request
+    control_timeout_s: float = 10.0  # the controller's per-call timeout: a node starved of CPU on this shared
+                                     # box answers late, and the default 3 s would call it down (then re-plan)
 
 
 @dataclass
@@ -117,6 +120,8 @@ class PeriodMeasure:
     slo_miss_share: float | None     # share of OK requests of SLO classes that missed their SLO
     reconfigurations: int            # placements added + removed by plans applied for this period
     plan_version: int | None         # the plan the network ran at the period's start (as far as we applied)
+    cpu_busy: float | None = None    # share of the machine's CPU time busy during the period (/proc/stat,
+                                     # everything on the box: the nodes, the load generator and the rest)
 
 
 @dataclass
@@ -225,17 +230,79 @@ class _Collector:
         return self.catalog.variant(variant).accuracy if variant in self.catalog.variants else 0.0
 
 
+def cpu_times() -> tuple[float, float] | None:
+    """(busy, total) jiffies of the whole machine (Linux /proc/stat), or None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            parts = [float(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = parts[3] + (parts[4] if len(parts) > 4 else 0.0)
+    return sum(parts) - idle, sum(parts)
+
+
+class _CpuSampler:
+    """The machine's CPU busy share in each trace period (sampled at the period boundaries), so that
+    every measured latency can be read beside how contended the box was while it was measured."""
+
+    def __init__(self, n_periods: int, period_wall_s: float):
+        self.n, self.period_wall_s = n_periods, period_wall_s
+        self.busy: list[float | None] = [None] * n_periods
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.last: tuple[float, float] | None = None
+        self.k = 0
+
+    def start(self, t0: float) -> None:
+        self.thread = threading.Thread(target=self._run, args=(t0,), daemon=True)
+        self.thread.start()
+
+    def _run(self, t0: float) -> None:
+        if self.stop.wait(max(0.0, t0 - time.monotonic())):
+            return
+        self.last = cpu_times()
+        for k in range(self.n):
+            self.k = k
+            if self.stop.wait(max(0.0, t0 + (k + 1) * self.period_wall_s - time.monotonic())):
+                return
+            self._sample(k)
+
+    def _sample(self, k: int) -> None:
+        now = cpu_times()
+        if self.last is not None and now is not None and now[1] > self.last[1]:
+            self.busy[k] = (now[0] - self.last[0]) / (now[1] - self.last[1])
+        self.last = now
+
+    def close(self) -> None:
+        """Stop; the period in progress (the last one, when the load ends at its boundary) is sampled now."""
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+            if self.busy[self.k] is None:
+                self._sample(self.k)
+
+
 def _first_plan(topology: Topology, catalog: Catalog, demand: Demand, options: PlacementOptions) -> Plan:
     return solve(topology, catalog, demand, options).plan
 
 
 def _replay(trace: Trace, window: TraceWindow, loads: list[ClassLoad], opts: TraceDemoOptions, catalog: Catalog,
-            on_start: Callable[[float], None] | None = None) -> _Collector:
+            on_start: Callable[[float], None] | None = None) -> tuple[_Collector, _CpuSampler]:
     n = len(window.period_edges()) - 1
     col = _Collector(n, catalog)
-    asyncio.run(run_load(loads, LoadOptions(warmup_s=opts.warmup_s, seed=opts.seed, timeout_s=opts.timeout_s),
-                         window=window, on_outcome=col, on_start=on_start))
-    return col
+    cpu = _CpuSampler(n, trace.period_s / opts.speed)
+
+    def started(t0: float) -> None:
+        cpu.start(t0)
+        if on_start is not None:
+            on_start(t0)
+
+    try:
+        asyncio.run(run_load(loads, LoadOptions(warmup_s=opts.warmup_s, seed=opts.seed, timeout_s=opts.timeout_s),
+                             window=window, on_outcome=col, on_start=started))
+    finally:
+        cpu.close()
+    return col, cpu
 
 
 def _controller_loop(ctl: Controller, started: threading.Event, start_at: list[float], n_periods: int,
@@ -323,11 +390,12 @@ def run_trace_demo(opts: TraceDemoOptions, say: Callable[[str], None] = print) -
             rounds: list[Round] = []
             versions: dict[int, tuple[int, int]] = {}  # period -> (version, reconfigurations)
             if name == "static":
-                col = _replay(trace, window, loads, opts, catalog)
+                col, cpu = _replay(trace, window, loads, opts, catalog)
             else:
                 ctl = Controller(topology, catalog, dict(state.addresses), state.token, opts.placement,
                                  min_gain=opts.min_gain, interval_s=trace.period_s, move_weight=opts.move_weight,
-                                 hold_rounds=opts.hold_rounds, keep_idle=opts.keep_idle, plan=applied_first)
+                                 hold_rounds=opts.hold_rounds, keep_idle=opts.keep_idle, plan=applied_first,
+                                 timeout_s=opts.control_timeout_s)
                 started, stop = threading.Event(), threading.Event()
                 start_at: list[float] = []
 
@@ -339,7 +407,7 @@ def run_trace_demo(opts: TraceDemoOptions, say: Callable[[str], None] = print) -
                                       args=(ctl, started, start_at, n, period_wall, rounds, stop, say))
                 th.start()
                 try:
-                    col = _replay(trace, window, loads, opts, catalog, on_start)
+                    col, cpu = _replay(trace, window, loads, opts, catalog, on_start)
                 finally:
                     stop.set()
                     th.join(timeout=60)
@@ -354,7 +422,7 @@ def run_trace_demo(opts: TraceDemoOptions, say: Callable[[str], None] = print) -
                     current_v = versions[k][0]
                 sent, ok, errors, mean, p95, acc, broken, miss = col.measure(k)
                 measures.append(PeriodMeasure(k, sent, ok, errors, mean, p95, acc, broken, miss,
-                                              versions.get(k, (0, 0))[1], current_v))
+                                              versions.get(k, (0, 0))[1], current_v, cpu.busy[k]))
             runs[name] = RunResult(name, measures, rounds, wall, os.getloadavg())
             say(f"{name}: done in {wall:.0f} s (load average {os.getloadavg()[0]:.2f})")
     finally:
@@ -382,9 +450,16 @@ def _sim_record(r: Any) -> dict[str, Any]:
 
 def agree(run: RunResult, pred: list[dict[str, Any]]) -> dict[str, Any]:
     """How well one live run follows its prediction, per period and in total."""
-    pairs = [(m.mean_latency_ms, p["mean_latency_ms"]) for m, p in zip(run.periods, pred)
-             if m.mean_latency_ms is not None and p["mean_latency_ms"]]
+    both = [(m, p) for m, p in zip(run.periods, pred) if m.mean_latency_ms is not None and p["mean_latency_ms"]]
+    pairs = [(m.mean_latency_ms, p["mean_latency_ms"]) for m, p in both]
     ratios = [a / b for a, b in pairs]
+    quiet = [a / b for (a, b), (m, _) in zip(pairs, both) if m.cpu_busy is not None and m.cpu_busy <= QUIET_CPU]
+    with_cpu = [(math.log(a / b), m.cpu_busy) for (a, b), (m, _) in zip(pairs, both) if m.cpu_busy is not None]
+    cpu_corr = None
+    if len(with_cpu) > 2:
+        lr, cb = np.array(with_cpu).T
+        if lr.std() > 0 and cb.std() > 0:
+            cpu_corr = float(np.corrcoef(lr, cb)[0, 1])
     ml = np.array([a for a, _ in pairs])
     pl = np.array([b for _, b in pairs])
     corr = float(np.corrcoef(ml, pl)[0, 1]) if len(pairs) > 2 and ml.std() > 0 and pl.std() > 0 else None
@@ -397,6 +472,11 @@ def agree(run: RunResult, pred: list[dict[str, Any]]) -> dict[str, Any]:
         "latency_ratio_median": float(np.median(ratios)) if ratios else None,
         "latency_ratio_range": [float(min(ratios)), float(max(ratios))] if ratios else None,
         "latency_correlation": corr,
+        "quiet_periods": len(quiet),  # periods with the machine's CPU at most QUIET_CPU busy
+        "latency_ratio_median_quiet": float(np.median(quiet)) if quiet else None,
+        "log_ratio_vs_cpu_busy_correlation": cpu_corr,
+        "cpu_busy_mean": float(np.mean([m.cpu_busy for m in run.periods if m.cpu_busy is not None]))
+        if any(m.cpu_busy is not None for m in run.periods) else None,
         "measured_mean_latency_ms": float(ml.mean()) if len(ml) else None,
         "predicted_mean_latency_ms": float(pl.mean()) if len(pl) else None,
         "accuracy_abs_diff_mean": float(np.mean([abs(a - b) for a, b in acc])) if acc else None,
@@ -437,6 +517,14 @@ def verdict(res: TraceDemoResult) -> list[str]:
             f"plan changes (placements added + removed) {a['reconfigurations']['measured']} vs "
             f"{a['reconfigurations']['predicted']}; {a['slo_request_miss_share']}; "
             f"load average {r.load_avg[0]:.2f} on {os.cpu_count()} cores")
+        if a["cpu_busy_mean"] is not None:
+            q = a["latency_ratio_median_quiet"]
+            cc = a["log_ratio_vs_cpu_busy_correlation"]
+            lines.append(
+                f"  {name}: CPU {100 * a['cpu_busy_mean']:.0f}% busy on average; in the {a['quiet_periods']} periods "
+                f"with the CPU <= {100 * QUIET_CPU:.0f}% busy the median latency ratio is "
+                f"{'-' if q is None else f'{q:.2f}'}; correlation of log(measured/predicted) with CPU busy "
+                f"{'-' if cc is None else f'{cc:.2f}'}")
     c = res.agreement["control"]["plans_applied"]
     lines.append(f"control: plans applied before periods {c['measured']} live vs {c['predicted']} predicted")
     lines.append(

@@ -33,6 +33,7 @@ def test_demo_trace_static_vs_control_live_and_predicted(tmp_path: Path):
         # every period was measured through the nodes, and predicted by the simulator
         for m, p in zip(run["periods"], doc["predicted"][name]):
             assert m["sent"] > 0 and m["ok"] > 0 and m["mean_latency_ms"] > 0 and m["accuracy"] is not None
+            assert 0 <= m["cpu_busy"] <= 1  # how busy the machine was, read beside the latency
             assert p["mean_latency_ms"] > 0 and p["accuracy"] is not None
         assert {"latency_ratio_median", "reconfigurations", "plans_applied", "slo_violations"} <= set(
             doc["agreement"][name])

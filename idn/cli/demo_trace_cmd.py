@@ -38,11 +38,11 @@ def _f(x: float | None, fmt: str = "{:.1f}") -> str:
 def render(res: TraceDemoResult) -> Table:
     """Per period: offered load, then per run measured | predicted latency, accuracy, SLO, reconfigurations."""
     t = Table(title=f"{res.trace}: {res.periods} periods of {res.period_s:g} s at x{res.speed:g} "
-                    f"({res.period_wall_s:.1f} s each); measured | predicted")
+                    f"({res.period_wall_s:.1f} s each); measured | predicted; cpu %: the machine's CPU busy (measured)")
     t.add_column("period", justify="right")
     t.add_column("req/s", justify="right")
     for name in RUNS:
-        for col in ("ms", "acc %", "SLO", "reconf"):
+        for col in ("ms", "acc %", "SLO", "reconf", "cpu %"):
             t.add_column(f"{name} {col}", justify="right")
     for k in range(res.periods):
         row = [str(k), f"{res.offered[k]:.0f}"]
@@ -51,7 +51,8 @@ def render(res: TraceDemoResult) -> Table:
             row += [f"{_f(m.mean_latency_ms)} | {_f(p['mean_latency_ms'])}",
                     f"{_f(m.accuracy and 100 * m.accuracy)} | {_f(p['accuracy'] and 100 * p['accuracy'])}",
                     f"{m.slo_violations} | {p['slo_violations']}",
-                    f"{m.reconfigurations} | {p['plan_changes']}"]
+                    f"{m.reconfigurations} | {p['plan_changes']}",
+                    _f(m.cpu_busy and 100 * m.cpu_busy, "{:.0f}")]
         t.add_row(*row)
     return t
 
