@@ -13,10 +13,12 @@ and charges each new placement ``move_weight / interval_s`` per ms of moving (lo
 plus bytes over the links), i.e. one ms of moving is worth ``move_weight`` request-ms of
 latency, and a plan's gain per second is counted over one interval. Hysteresis: after a
 change, ``hold_rounds`` rounds keep it unless the running plan breaks a constraint, so
-two plans of near-equal cost cannot alternate. Every push is logged with its reason,
-its predicted gain and its move cost (``StepResult.log_line``). Pure decision logic
-(``measured_demand``, ``decide``) is separate from the I/O (``Controller.step``) so it
-can be tested on its own.
+two plans of near-equal cost cannot alternate; the running plan's idle variants stay
+while they fit. Every push is logged with its reason, its predicted gain and its move
+cost (``StepResult.log_line``). The decision itself (solve, keep idle, decide) is the
+pure :func:`idn.control_round.decide_round`, which the simulator's ``control`` policy
+calls too, so ``idn simulate`` predicts what this controller does; ``Controller.step``
+only measures, calls it and applies.
 
 Measuring right: the first round must not count the time before the controller
 started (a node's counters run since it started, most of it idle), so ``prime`` takes
@@ -52,10 +54,9 @@ import grpc
 
 from idn.catalog import Catalog
 from idn.client import ControlClient
+from idn.control_round import Decision, RoundKnobs, decide, decide_round, running_moves
 from idn.demand import Demand, RequestClass, class_id
 from idn.network import NodeCallError, call, push_plan
-from idn.placement import solve
-from idn.placement.evaluate import Evaluation, evaluate
 from idn.placement.moves import Moves
 from idn.placement.problem import PlacementOptions
 from idn.plan import Plan, parse_plan
@@ -63,6 +64,8 @@ from idn.protocol.failures import never_sent
 from idn.subtopology import live_topology
 from idn.tls import TLSFiles
 from idn.topology import Topology
+
+__all__ = ["Controller", "Decision", "Event", "StepResult", "decide", "measured_demand"]
 
 log = logging.getLogger("idn.controller")
 
@@ -88,37 +91,6 @@ def measured_demand(windows: Iterable, topology: Topology, catalog: Catalog, min
 
 
 @dataclass(frozen=True)
-class Decision:
-    apply: bool
-    reason: str
-    current: Evaluation | None = None
-    candidate: Evaluation | None = None
-
-
-def decide(current: Evaluation | None, candidate: Evaluation, min_gain: float, held: bool = False) -> Decision:
-    """Replace the running plan only if it cannot serve the demand or the new one is clearly cheaper.
-
-    The candidate's gain is net of its move cost (``candidate.move_cost``, in the same
-    units as the objective: what the moves cost, spread over one interval). ``held``:
-    the last change is too recent (hysteresis); only a broken running plan is replaced."""
-    if current is None:
-        return Decision(True, "no plan yet", None, candidate)
-    if current.violations:
-        return Decision(True, f"the running plan breaks {len(current.violations)} constraint(s) under the "
-                              f"measured demand (e.g. {current.violations[0]})", current, candidate)
-    net = candidate.objective + candidate.move_cost
-    gain = 1 - net / current.objective if current.objective > 0 else 0.0
-    moves = f" after {len(candidate.moved)} move(s)" if candidate.moved else ""
-    if held:
-        return Decision(False, f"new plan {100 * gain:.1f}% cheaper{moves}, but the last change is too recent "
-                               "(hysteresis): keep", current, candidate)
-    if gain >= min_gain:
-        return Decision(True, f"new plan {100 * gain:.1f}% cheaper{moves}", current, candidate)
-    return Decision(False, f"new plan only {100 * gain:.1f}% cheaper{moves} (< {100 * min_gain:.0f}%): keep",
-                    current, candidate)
-
-
-@dataclass(frozen=True)
 class Event:
     """Something the controller noticed or did, with the wall-clock time it happened."""
     t: float      # time.time()
@@ -139,6 +111,7 @@ class StepResult:
     detect_s: dict[str, float] = field(default_factory=dict)  # went down: time since it last answered
     solve_s: float | None = None
     apply_s: float | None = None
+    kept: tuple[str, ...] = ()  # idle variants the new plan keeps because they fit
 
     def log_line(self) -> str:
         """What this round did, with what it cost and what it gained (one line, for the log)."""
@@ -155,7 +128,8 @@ class StepResult:
             f"{cand.objective / max(rate, 1e-9):.1f} ms per request")
         moved = "" if cand is None or not cand.moved else (
             f"; moved {', '.join(cand.moved)} ({cand.move_ms / 1000:.2f} s of loading and transfer)")
-        return head + f"applied plan v{self.version} ({d.reason}){gained}{moved}"
+        kept = f"; kept idle {', '.join(self.kept)}" if self.kept else ""
+        return head + f"applied plan v{self.version} ({d.reason}){gained}{moved}{kept}"
 
 
 @dataclass
@@ -170,6 +144,7 @@ class Controller:
     interval_s: float = 10.0    # how long a plan is expected to run: gains per second count this long
     move_weight: float = 1.0    # request-ms of latency one ms of moving is worth (0: moves are free)
     hold_rounds: int = 1        # rounds after a change during which only a broken plan is replaced
+    keep_idle: bool = True      # keep the running plan's unused variants while they fit (idn.control_round)
     plan: Plan | None = None  # what the network runs (read from the nodes by prime())
     timeout_s: float = 3.0  # a control call not answered within this is a miss
     misses: int = 2  # rounds in a row without an answer before a node that does not refuse is down
@@ -279,39 +254,37 @@ class Controller:
         self._remember(demand, down)
         if not demand.classes:
             return result(demand, None)
-        t0 = time.monotonic()
-        outcome = solve(topo, self.catalog, demand, self.options, method=self.method, moves=self.moves(topo))
-        solve_s = time.monotonic() - t0
         live = frozenset(topo.nodes)
         self._since_change += 1
+        changed = None
         if self.plan is not None and self.planned_live is not None and live != self.planned_live:
             gone, back = sorted(self.planned_live - live), sorted(live - self.planned_live)
-            d = Decision(True, "live nodes changed (" + "; ".join(
-                ([f"down: {', '.join(gone)}"] if gone else []) + ([f"back: {', '.join(back)}"] if back else [])) + ")",
-                None, outcome.evaluation)
-        else:
-            current = evaluate(self.plan, topo, self.catalog, demand, self.options) if self.plan else None
-            d = decide(current, outcome.evaluation, self.min_gain, held=self._since_change <= self.hold_rounds)
+            changed = "live nodes changed (" + "; ".join(
+                ([f"down: {', '.join(gone)}"] if gone else []) + ([f"back: {', '.join(back)}"] if back else [])) + ")"
+        rnd = decide_round(topo, self.catalog, demand, self.plan, self._since_change, self.knobs(), changed)
+        d, solve_s = rnd.decision, rnd.solve_s
         if not d.apply:
             return result(demand, d, solve_s=solve_s)
         t1 = time.monotonic()
         failed = set(down)
-        version, _ = push_plan(outcome.plan, self.topology, self.addresses, self.token, down=failed,
+        version, _ = push_plan(rnd.plan, self.topology, self.addresses, self.token, down=failed,
                                timeout_s=self.timeout_s, tls=self.tls)
         apply_s = time.monotonic() - t1
         for n in sorted(failed - down):
             self._event("down", n, "stopped answering while the plan was applied; re-planning next round")
-        self.plan = outcome.plan.with_version(version)
+        self.plan = rnd.plan.with_version(version)
         self.planned_live = live
         self._since_change = 0
         self._event("replan", None, f"plan v{version} on {len(live)} live node(s) ({d.reason}): solved in "
                                     f"{solve_s:.2f} s, applied in {apply_s:.2f} s"
                                     + (f"; {'; '.join(notes)}" if notes else ""))
-        return result(demand, d, version=version, solve_s=solve_s, apply_s=apply_s)
+        return result(demand, d, version=version, solve_s=solve_s, apply_s=apply_s, kept=rnd.kept)
+
+    def knobs(self) -> RoundKnobs:
+        """This controller's options as the shared decision round takes them (:mod:`idn.control_round`)."""
+        return RoundKnobs(self.options, self.method, min_gain=self.min_gain, interval_s=self.interval_s,
+                          move_weight=self.move_weight, hold_rounds=self.hold_rounds, keep_idle=self.keep_idle)
 
     def moves(self, topology: Topology) -> Moves | None:
         """The running plan (on the live nodes) and the per-second weight of a ms of moving."""
-        if self.plan is None:
-            return None
-        held = {n: vs for n, vs in self.plan.placements.items() if n in topology.nodes}
-        return Moves.from_placements(held, self.move_weight / max(self.interval_s, 1e-9))
+        return running_moves(self.plan, topology, self.move_weight / max(self.interval_s, 1e-9))

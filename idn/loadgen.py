@@ -178,6 +178,7 @@ class _Outcome:
     via: str = ""  # the ingress that answered, when it was not the class's own (failover)
     rerouted: str = ""  # idn.rerouted: a dead node the network routed around
     detail: str = ""  # the error's message
+    period: int = -1  # trace replay: the trace period the request was sent in (-1: none)
 
 
 @dataclass
@@ -382,10 +383,14 @@ def plan_trace_load(topology: Topology, catalog: Catalog, window: TraceWindow, s
 
 async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles | None = None,
                    window: TraceWindow | None = None,
-                   on_outcome: Callable[[ClassLoad, _Outcome], None] | None = None) -> LoadReport:
+                   on_outcome: Callable[[ClassLoad, _Outcome], None] | None = None,
+                   on_start: Callable[[float], None] | None = None) -> LoadReport:
     """Drive every class open-loop for warmup + duration seconds (or a trace window), then wait for
     stragglers. ``on_outcome`` sees every counted request as it ends (time series, e.g.
-    benchmarks/chaos.py).
+    benchmarks/chaos.py). ``on_start`` is told, once the ingresses answer, the
+    ``time.monotonic()`` at which the counted window (trace period 0) starts, so that
+    something running beside the load (a controller, idn.demo_trace) can keep in step with
+    the trace periods.
 
     Raises IngressUnavailable, naming every ingress without failover that does not accept
     a connection within the request timeout, before any load is sent."""
@@ -409,7 +414,7 @@ async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles |
         down = [addr for addr, up in zip(primaries, ok) if not up]
         if down:
             raise IngressUnavailable({a: [ld.cls for ld in loads if ld.address == a] for a in down}, options.timeout_s)
-        driver = _Driver(loads, calls, options, window, on_outcome)
+        driver = _Driver(loads, calls, options, window, on_outcome, on_start)
         return await driver.run()
     finally:
         for ch in channels.values():
@@ -419,7 +424,9 @@ async def run_load(loads: list[ClassLoad], options: LoadOptions, tls: TLSFiles |
 class _Driver:
     def __init__(self, loads: list[ClassLoad], calls: dict[str, Any], options: LoadOptions,
                  window: TraceWindow | None = None,
-                 on_outcome: Callable[[ClassLoad, _Outcome], None] | None = None):
+                 on_outcome: Callable[[ClassLoad, _Outcome], None] | None = None,
+                 on_start: Callable[[float], None] | None = None):
+        self.on_start = on_start
         self.loads = loads
         self.calls = calls
         self.opt = options
@@ -441,6 +448,8 @@ class _Driver:
         t0 = loop.time() + 0.05
         counted_from = t0 + self.opt.warmup_s
         t_end = counted_from + self.duration_s
+        if self.on_start is not None:  # loop.time() is time.monotonic() on asyncio's default loop
+            self.on_start(counted_from - loop.time() + time.monotonic())
         rng = np.random.default_rng(self.opt.seed)
         seeds = rng.integers(0, 2**63, size=len(self.loads))
         await asyncio.gather(*(self._arrivals(i, np.random.default_rng(int(s)), t0, counted_from, t_end)
@@ -531,7 +540,7 @@ class _Driver:
         except grpc.RpcError as e:
             ms = (time.perf_counter() - start) * 1e3
             if counted:
-                self._done(i, _Outcome(ms, e.code().name, sent_at=sent_at, detail=e.details() or ""))
+                self._done(i, _Outcome(ms, e.code().name, sent_at=sent_at, detail=e.details() or "", period=period))
             return
         finally:
             self.outstanding -= 1
@@ -547,7 +556,7 @@ class _Driver:
             correct = top_class(res.outputs[ld.output]) == label
         self._done(i, _Outcome(ms, "OK", f"{res.node}/{res.variant}", res.degraded, correct,
                                float(res.server_us or 0), sent_at, via if via != ld.address else "",
-                               str(res.parameters.get(P.REROUTED, ""))))
+                               str(res.parameters.get(P.REROUTED, "")), period=period))
 
     async def _failover(self, fo: Failover, message: bytes, start: float) -> tuple[Any, str]:
         """Send to the first address that takes it, within one deadline (as idn.Client does)."""

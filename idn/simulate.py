@@ -30,6 +30,12 @@ Policies (``POLICIES``):
 * ``infida``: :mod:`idn.online.infida`, updated after each period from its measured demand,
   with the paper's dependent rounding (``depround``) re-drawn every period;
   ``infida-coupled``: the same with our coupled rounding (fixed draws: far fewer moves);
+* ``control``: ``idn control``'s own decision round (:func:`idn.control_round.decide_round`,
+  the very function the live controller calls) on the previous period's measured demand:
+  the ILP with move costs over one period, the running plan's idle variants kept while they
+  fit, and a new plan applied only when the running one breaks or the new one is
+  ``min_gain`` cheaper after its moves, not within ``hold_rounds`` of the last change;
+  so the simulator predicts what the live controller does;
 * ``hindsight``: the ILP on each period's *true* demand: the per-period optimum, the bound.
 
 Reported per period and overall: cost, gain, accuracy, violations (SLO, compute, memory),
@@ -52,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from idn.catalog import Catalog
+from idn.control_round import RoundKnobs, decide_round
 from idn.demand import Demand, RequestClass
 from idn.latency import LatencyModel
 from idn.online.infida import Infida, InfidaOptions
@@ -59,7 +66,7 @@ from idn.placement import solve as solve_fn
 from idn.placement.backends import SolverOptions
 from idn.placement.baselines import repository_only
 from idn.placement.evaluate import Evaluation, evaluate
-from idn.placement.explain import InfeasibleProblem
+from idn.placement.explain import InfeasibleProblem, NoPlan
 from idn.placement.moves import Moves as PlacementMoves
 from idn.placement.moves import move_time
 from idn.placement.problem import PlacementOptions, Problem, build_problem
@@ -68,7 +75,8 @@ from idn.plan import Plan, SolverFacts, SolveStatus
 from idn.topology import Topology
 from idn.trace import Period, Trace
 
-POLICIES = ("static", "periodic-ilp", "periodic-ilp-moves", "greedy", "infida", "infida-coupled", "hindsight")
+POLICIES = ("static", "periodic-ilp", "periodic-ilp-moves", "greedy", "infida", "infida-coupled", "control",
+            "hindsight")
 MEASUREMENTS = ("poisson", "exact")
 
 Placement = dict[str, set[str]]
@@ -459,6 +467,53 @@ class HindsightPolicy(_Solving):
         return self._solve(truth, held)  # the bound: no move costs (move_costs=False)
 
 
+class ControlPolicy(Policy):
+    """``idn control`` in the loop: one :func:`~idn.control_round.decide_round` per period on
+    the previous period's measurement, with the controller's state (the running plan, rounds
+    since the last change) carried over exactly as ``Controller.step`` carries it. A period
+    with no measured traffic is no round (the controller skips it too); a demand with no
+    plan keeps what runs (the controller logs and waits for the next round)."""
+    name = "control"
+
+    def __init__(self, env: Simulator, knobs: RoundKnobs):
+        self.env, self.knobs = env, knobs
+        self.plan: Plan | None = None
+        self.since_change = 1_000_000
+        self.applied: list[bool] = []   # per period: a new plan was applied before it
+        self.changed: list[int] = []    # per period: placements added + removed by that plan (0: none applied)
+        self.reasons: list[str] = []    # per period: the decision's reason
+        self.failures = 0
+
+    def placement(self) -> Placement:
+        return {n: set(vs) for n, vs in self.plan.placements.items()} if self.plan is not None else {}
+
+    def decide(self, k: int, forecast: Demand, truth: Demand, held: Placement) -> Placement:
+        if not forecast.classes:
+            self.applied.append(False)
+            self.changed.append(0)
+            self.reasons.append("no traffic measured")
+            return self.placement()
+        self.since_change += 1
+        try:
+            rnd = decide_round(self.env.topology, self.env.catalog, forecast, self.plan, self.since_change,
+                               self.knobs)
+        except NoPlan as e:
+            self.failures += 1
+            self.applied.append(False)
+            self.changed.append(0)
+            self.reasons.append(f"no plan: {e.headline}")
+            return self.placement()
+        self.applied.append(rnd.decision.apply)
+        self.reasons.append(rnd.decision.reason)
+        before = self.placement()
+        after = {n: set(vs) for n, vs in rnd.plan.placements.items()} if rnd.decision.apply else before
+        self.changed.append(sum(len(after.get(n, set()) ^ before.get(n, set())) for n in set(before) | set(after)))
+        if rnd.decision.apply:
+            self.plan = rnd.plan.with_version(1 if self.plan is None else self.plan.version + 1)
+            self.since_change = 0
+        return self.placement()
+
+
 class InfidaPolicy(Policy):
     def __init__(self, env: Simulator, name: str = "infida", options: InfidaOptions | None = None):
         self.env, self.name = env, name
@@ -489,12 +544,16 @@ class SimOptions:
     infida: InfidaOptions = field(default_factory=InfidaOptions)
     move_weight: float = 1.0               # periodic-ilp-moves: request-ms one ms of moving is worth (the
                                            # controller's default), amortised over one period
+    min_gain: float = 0.05                 # control: idn control's --min-gain
+    hold_rounds: int = 1                   # control: idn control's --hold-rounds
+    keep_idle: bool = True                 # control: idn control's --keep-idle
 
     def as_dict(self) -> dict[str, Any]:
         return {"period_s": self.period_s, "measurement": self.measurement, "seed": self.seed,
                 "static_on": self.static_on, "method": self.method, "solver": self.solver.as_dict(),
                 "placement": self.placement.as_dict(), "infida": self.infida.as_dict(),
-                "move_weight": self.move_weight}
+                "move_weight": self.move_weight, "min_gain": self.min_gain, "hold_rounds": self.hold_rounds,
+                "keep_idle": self.keep_idle}
 
 
 @dataclass
@@ -522,6 +581,9 @@ class PeriodRecord:
     decide_s: float
     score_s: float
     held: int
+    applied: bool | None = None   # control: whether a new plan was applied before this period
+    plan_changes: int | None = None  # control: placements added + removed by that plan (what the live
+                                     # controller pushes; ``added``/``removed`` also count on-demand loads)
 
 
 @dataclass
@@ -594,7 +656,15 @@ class Simulator:
             return InfidaPolicy(self, name, replace(self.options.infida, rounding="coupled"))
         if name == "hindsight":
             return HindsightPolicy(self)
+        if name == "control":
+            return ControlPolicy(self, self.knobs())
         raise ValueError(f"unknown policy {name!r} (use one of {', '.join(POLICIES)})")
+
+    def knobs(self) -> RoundKnobs:
+        """``idn control``'s options for the control policy: its interval is the period."""
+        o = self.options
+        return RoundKnobs(o.placement, o.method, o.solver, min_gain=o.min_gain, interval_s=self.period_s,
+                          move_weight=o.move_weight, hold_rounds=o.hold_rounds, keep_idle=o.keep_idle)
 
     def run(self, policies: list[str] | tuple[str, ...] = POLICIES, bound: bool = True) -> SimResult:
         """Every policy over every period; ``bound``: compute hindsight even when not asked for
@@ -616,7 +686,9 @@ class Simulator:
                 t1 = time.perf_counter()
                 if not truth.classes:
                     rec = PeriodRecord(k, period.start_s, period.end_s, 0.0, 0.0, 0.0, None, 0.0, 0.0, 0.0, 0, 0, 0, 0,
-                                       "idle", 0, 0, 0, 0.0, 0.0, t1 - t0, 0.0, 0)
+                                       "idle", 0, 0, 0, 0.0, 0.0, t1 - t0, 0.0, 0,
+                                       pol.applied[-1] if isinstance(pol, ControlPolicy) else None,
+                                       pol.changed[-1] if isinstance(pol, ControlPolicy) else None)
                     results[pol.name].periods.append(rec)
                     continue
                 sc = self.scorer.score(placement, truth, pol.name)
@@ -629,7 +701,9 @@ class Simulator:
                     k, period.start_s, period.end_s, truth.total_rate, ev.objective, sc.reference_objective,
                     ev.gain_vs_repository, ev.mean_cost_ms, ev.mean_latency_ms, ev.accuracy, len(ev.violations), slo,
                     compute, memory, sc.routing, mv.added, mv.removed, mv.bytes, mv.load_ms, mv.transfer_ms,
-                    t1 - t0, t2 - t1, sum(len(v) for v in sc.held.values())))
+                    t1 - t0, t2 - t1, sum(len(v) for v in sc.held.values()),
+                    pol.applied[-1] if isinstance(pol, ControlPolicy) else None,
+                    pol.changed[-1] if isinstance(pol, ControlPolicy) else None))
                 pol.observe(k, measured[k])
         wall = time.perf_counter() - t_start
         best = summarise(results["hindsight"], None) if "hindsight" in results else None
@@ -672,6 +746,8 @@ def summarise(res: PolicyResult, bound: dict[str, Any] | None) -> dict[str, Any]
         "move_transfer_ms": round(sum(r.transfer_ms for r in later), 3),
         "initial_bytes": res.periods[0].bytes_moved if res.periods else 0,
         "decide_s": round(sum(r.decide_s for r in res.periods), 4),
+        "plans_applied": sum(bool(r.applied) for r in res.periods) if any(r.applied is not None
+                                                                          for r in res.periods) else None,
         "score_s": round(sum(r.score_s for r in res.periods), 4),
     }
     if bound is not None and bound.get("gain"):

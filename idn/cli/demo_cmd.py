@@ -69,8 +69,31 @@ def demo(
         "results/demo-pareto.png"),
     calibrate: Annotated[bool, typer.Option(help="time a few variants first and predict with the catalog's "
                                                  "profiles rescaled to this machine's speed now")] = True,
+    trace: Annotated[Optional[str], typer.Option(
+        help="instead of the scenario: replay this demand trace (a name in deploy/traces, e.g. flash-crowd, or a "
+             "path) live, static plan vs idn control, beside idn simulate's prediction (idn.demo_trace)")] = None,
+    speed: Annotated[float, typer.Option(help="--trace: trace seconds per wall-clock second (x12: a 900 s trace "
+                                              "in 75 s per run)")] = 12.0,
+    topology: Annotated[Optional[Path], typer.Option(help="--trace: topology (default deploy/topologies/demo.yaml)")]
+    = None,
+    catalog: Annotated[Optional[Path], typer.Option(help="--trace: catalog.yaml (default models/catalog.yaml)")]
+    = None,
+    static_on: Annotated[str, typer.Option(help="--trace: the static plan is solved on the 'first' period or the "
+                                                "trace's 'mean' demand")] = "first",
 ) -> None:
-    """Start the demo network; play the ILP at three alphas and the heuristics at the middle one; compare."""
+    """Start the demo network; play the ILP at three alphas and the heuristics at the middle one; compare.
+
+    With --trace: replay a demand trace live twice (static plan, then idn control) and set
+    each period's measured latency, accuracy, SLO violations and reconfigurations against
+    idn simulate's prediction."""
+    if trace is not None:
+        from idn.cli.demo_trace_cmd import run_trace_cmd  # the solver and matplotlib: only this path needs them
+
+        run_trace_cmd(trace, speed=speed, topology=topology, catalog=catalog, static_on=static_on, seed=seed,
+                      calibrate=calibrate, warmup=warmup,
+                      json_out=None if json_out == Path("results/demo.json") else json_out,
+                      png_out=None if png_out == Path("results/demo-pareto.png") else png_out)
+        return
     try:
         opts = DemoOptions(scenario=load_scenario(scenario), duration_s=duration, warmup_s=warmup, seed=seed,
                            calibrate=calibrate)

@@ -248,6 +248,8 @@ def control(
                                                callback=number(0))] = 1.0,
     hold_rounds: Annotated[int, typer.Option(help="rounds after a change that keep it unless it breaks "
                                              "(hysteresis)", callback=number(0))] = 1,
+    keep_idle: Annotated[bool, typer.Option(help="keep the running plan's unused variants while they fit the "
+                                            "node's memory, instead of unloading them")] = True,
     alpha: Annotated[float, typer.Option(help="ms charged per unit of inaccuracy (>= 0)",
                                          callback=number(0))] = PlacementOptions().alpha,
     rho: Annotated[float, typer.Option(help="utilisation cap per node, (0, 1]",
@@ -278,7 +280,7 @@ def control(
         raise fail(str(e)) from None
     ctl = Controller(topo, cat, addresses, tok, PlacementOptions(alpha=alpha, rho=rho), method=method,
                      min_gain=min_gain, interval_s=interval, move_weight=move_weight, hold_rounds=hold_rounds,
-                     tls=tls)
+                     keep_idle=keep_idle, tls=tls)
     n = 0
     try:
         ctl.prime()  # measure from now on, knowing the plan the network already runs

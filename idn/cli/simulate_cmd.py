@@ -100,6 +100,9 @@ def simulate(
     move_weight: Annotated[float, typer.Option(help="periodic-ilp-moves: request-ms of latency one ms of moving "
                                                "is worth, amortised over one period (idn control's default)")]
     = SimOptions().move_weight,
+    min_gain: Annotated[float, typer.Option(help="control: idn control's --min-gain (0-1)")] = SimOptions().min_gain,
+    hold_rounds: Annotated[int, typer.Option(help="control: idn control's --hold-rounds")] = SimOptions().hold_rounds,
+    keep_idle: Annotated[bool, typer.Option(help="control: idn control's --keep-idle")] = SimOptions().keep_idle,
     out_dir: Annotated[Path, typer.Option("--out", help="folder for <trace>.json and <trace>.png")]
     = Path("results/simulate"),
     no_plot: Annotated[bool, typer.Option("--no-plot", help="skip the PNG")] = False,
@@ -109,8 +112,10 @@ def simulate(
     if measurement not in MEASUREMENTS or static_on not in ("first", "mean") or rounding not in ROUNDINGS:
         raise fail(f"--measurement is one of {', '.join(MEASUREMENTS)}, --static-on first|mean, "
                    f"--rounding one of {', '.join(ROUNDINGS)}")
-    if (period is not None and period <= 0) or round_every < 1 or eta < 0 or move_weight < 0:
-        raise fail("--period must be > 0, --round-every >= 1, --eta and --move-weight >= 0")
+    if (period is not None and period <= 0) or round_every < 1 or eta < 0 or move_weight < 0 or hold_rounds < 0 \
+            or not 0 <= min_gain <= 1:
+        raise fail("--period must be > 0, --round-every >= 1, --eta, --move-weight and --hold-rounds >= 0, "
+                   "--min-gain in [0, 1]")
     try:
         cat = load_catalog(catalog or default_catalog_path())
         topo = load_topology(topology)
@@ -121,7 +126,7 @@ def simulate(
                       solver=SolverOptions(time_limit=time_limit, gap=gap),
                       placement=PlacementOptions(alpha=alpha, rho=rho, budget=budget),
                       infida=InfidaOptions(eta=eta, rounding=rounding, round_every=round_every, seed=seed),
-                      move_weight=move_weight)
+                      move_weight=move_weight, min_gain=min_gain, hold_rounds=hold_rounds, keep_idle=keep_idle)
     try:
         sim = Simulator(topo, cat, tr, opts)
         n = len(tr.periods(period))
