@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -148,9 +150,11 @@ def test_measured_rates_match_what_loadgen_sent_on_the_demo(tmp_path):
     try:
         ctl = Controller(topo, cat, state.addresses, state.token)
         loads = plan_load(topo, cat, demand, seed=1)
+        t_prime = time.monotonic()
         ctl.prime()
         report = asyncio.run(run_load(loads, LoadOptions(duration_s=6.0, warmup_s=0.0, seed=1)))
         windows, errors = ctl.read_stats()
+        t_read = time.monotonic()
         assert not errors
         window_s = max(w.window_s for w in windows)
         counted: dict[str, int] = {}
@@ -158,11 +162,12 @@ def test_measured_rates_match_what_loadgen_sent_on_the_demo(tmp_path):
             for cs in w.classes:
                 counted[cs.class_key] = counted.get(cs.class_key, 0) + cs.requests
         measured = measured_demand(windows, topo, cat).by_id()
-        # the window holds the whole load and little else (set-up and the last answers)
-        assert report.duration_s <= window_s <= report.duration_s + 2.0, window_s
+        # the window holds the whole load, and nothing from before the prime or after the read
+        # (bracketed by this process's own clock, so a busy machine cannot fail it)
+        assert report.duration_s <= window_s <= t_read - t_prime, (window_s, t_read - t_prime)
         for c in report.classes:
             # every request sent is counted once, at its ingress, in its class (forwarded ones are not)
-            assert counted.get(c.class_id) == c.sent, (c.class_id, counted, c.sent)
+            assert counted.get(c.class_id) == c.sent, (c.class_id, counted.get(c.class_id), c.sent, c.ok, c.errors)
             # and the rate is that count over the controller's own window: exact, not an estimate
             assert measured[c.class_id].rate == pytest.approx(c.sent / window_s, rel=0.01)
     finally:
