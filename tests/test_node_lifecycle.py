@@ -139,14 +139,34 @@ def test_upload_model_bytes_over_the_repository_api(model_dir):
         n.stop()
 
 
+def _wait_for(cond, what: str, limit_s: float = 30.0) -> None:
+    """Wait until ``cond()`` holds (a state the test needs, not a timing claim)."""
+    end = time.monotonic() + limit_s
+    while not cond():
+        assert time.monotonic() < end, f"never reached: {what}"
+        time.sleep(0.005)
+
+
 def test_dynamic_batching_merges_waiting_requests_and_splits_answers(model_dir):
+    """Deterministic: the one worker is held busy by a gate until all 12 requests are admitted,
+    so the first runs alone (it found the variant idle) and the 11 that queued behind it
+    merge into runs of at most 16 samples: 23 rows at most, 14 or more per full run -> 2 runs."""
+    import threading
+
     n = start_node(model_dir, ["slow", "linear"], max_batch=16, workers=1, inline_max_us=0)
+    gate = threading.Event()
     try:
+        rt = n.server.store.get("slow")
+        n.server.executor.submit(gate.wait, 60)  # the only worker thread waits for the gate
+
         async def scenario():
-            async with AsyncClient(n.address, timeout=30) as ac:
+            async with AsyncClient(n.address, timeout=60) as ac:
                 xs = [np.full((1 + i % 3, 384), i, np.float32) for i in range(12)]
-                res = await asyncio.gather(*(ac.infer("slow", {"x": x}) for x in xs))
-                return xs, res
+                calls = [asyncio.ensure_future(ac.infer("slow", {"x": x})) for x in xs]
+                await asyncio.get_running_loop().run_in_executor(
+                    None, _wait_for, lambda: rt.inflight == 12, "12 requests admitted")
+                gate.set()
+                return xs, await asyncio.gather(*calls)
 
         xs, res = asyncio.run(scenario())
         for x, r in zip(xs, res):
@@ -154,11 +174,34 @@ def test_dynamic_batching_merges_waiting_requests_and_splits_answers(model_dir):
         # Each answer is that request's own rows: rows of request i all derive from the value i.
         vals = [r.output()[:, 0] for r in res]
         assert all(np.allclose(v, v[0]) for v in vals) and len({round(float(v[0]), 3) for v in vals}) == 12
-        b = n.server.store.get("slow").batcher
-        assert b.merged >= 2 and b.batches < 12  # some requests shared a run
+        b = rt.batcher
+        assert b.batches == 3 and b.merged == 11 and b.sizes[1] == 1 and sum(b.sizes.values()) == 3
         assert n.server.store.get("linear").batcher is not None
     finally:
+        gate.set()
         n.stop()
+
+
+def test_batching_is_on_by_default_and_idle_requests_run_alone(model_dir):
+    """Default settings batch every batchable variant; a request that finds the variant idle
+    runs at once on its own (no merge, no added wait), and --max-batch 1 turns batching off."""
+    n = start_node(model_dir, ["slow", "linear", "fixed"])
+    try:
+        rt = n.server.store.get("slow")
+        assert rt.batcher is not None and rt.max_batch == 32
+        assert n.server.store.get("fixed").batcher is None  # fixed leading dimension
+        with Client(n.address) as c:
+            for i in range(5):
+                x = np.full((2, 384), i, np.float32)
+                assert c.infer("slow", {"x": x}).output().shape == (2, 384)
+        assert rt.batcher.sizes == {1: 5} and rt.batcher.merged == 0
+    finally:
+        n.stop()
+    off = start_node(model_dir, ["slow"], max_batch=1)
+    try:
+        assert off.server.store.get("slow").batcher is None
+    finally:
+        off.stop()
 
 
 def test_models_without_dynamic_leading_dims_are_not_batched(model_dir):

@@ -99,8 +99,10 @@ def node(
                                                   callback=number(0, MAX_MESSAGE_MB, strict_min=True))] = 64.0,
     inline_max_us: Annotated[float, typer.Option(
         help="runs predicted shorter than this stay on the event loop", callback=number(0))] = 200.0,
-    max_batch: Annotated[int, typer.Option(help="dynamic batching: merge waiting requests up to this many "
-                                                "samples per run (1 = off)", callback=number(1, 65536))] = 1,
+    max_batch: Annotated[Optional[int], typer.Option(
+        help="adaptive batching (on by default): requests that queue while a run is in flight merge into "
+             "the next run, up to this many samples (default: the catalog's profile per variant, else 32; "
+             "1 = off)", callback=number(1, 65536))] = None,
     grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM",
                                          callback=number(0))] = 5.0,
     log_level: Annotated[str, typer.Option(help=", ".join(LOG_LEVELS),

@@ -97,7 +97,8 @@ class NodeServer:
         s = dataclasses.replace(config.settings, slowdown=node.slowdown if (node is not None and config.emulate)
                                 else config.settings.slowdown)
         self.executor = ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="idn-ort")
-        self.store = VariantStore(s, self.executor, sources=config.models, catalog=config.catalog)
+        self.store = VariantStore(s, self.executor, sources=config.models, catalog=config.catalog,
+                                  hardware_class=node.hardware_class if node is not None else None)
         forwarder = None
         if config.topology is not None:
             forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,

@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+# The batch limit of a variant the catalog does not profile (a model given by path): the
+# largest batch the catalog profiles, and one that every small model in the zoo gains from.
+DEFAULT_MAX_BATCH = 32
+
 
 @dataclass(frozen=True)
 class NodeSettings:
@@ -24,10 +28,14 @@ class NodeSettings:
     # Runs predicted shorter than this run on the event loop thread: a thread hand-off
     # costs more than the run itself. 0 sends every run to the worker pool.
     inline_max_us: float = 200.0
-    # Dynamic batching: requests for one variant waiting in the same event-loop turn are
-    # merged into one run of at most this many samples (1 = off). Only variants whose
-    # inputs and outputs all have a dynamic leading dimension are batched.
-    max_batch: int = 1
+    # Adaptive batching (idn.node.batcher), on by default: requests for one variant that
+    # queue while a run of it is in flight are merged into its next run, with no added
+    # wait when idle. The most samples per run: None = the catalog's profile for the
+    # variant (Variant.batch_limit: the largest profiled batch no dearer per sample than
+    # batch 1), or DEFAULT_MAX_BATCH for a variant the catalog does not profile; a number
+    # overrides that for every variant (1 = off). Only variants whose inputs and outputs
+    # all have a dynamic leading dimension are batched, never int8-dynamic ones.
+    max_batch: int | None = None
     # Timeout for a forwarded request whose caller set no deadline: nothing hangs forever.
     forward_timeout_s: float = 30.0
     # Neighbour health checks (idn.node.neighbours): one every probe_interval_s per node this
