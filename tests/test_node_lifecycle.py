@@ -182,6 +182,37 @@ def test_dynamic_batching_merges_waiting_requests_and_splits_answers(model_dir):
         n.stop()
 
 
+def test_runs_per_variant_runs_in_parallel_first_then_merges(model_dir):
+    """With two run slots per variant the first two requests run at once, one per worker;
+    only the ones that arrive while both are busy merge (both workers held by a gate until
+    all 12 are admitted: exactly 2 single runs, then one run of the other 10)."""
+    import threading
+
+    n = start_node(model_dir, ["slow"], max_batch=16, workers=2, runs_per_variant=2, inline_max_us=0)
+    gate = threading.Event()
+    try:
+        rt = n.server.store.get("slow")
+        for _ in range(2):
+            n.server.executor.submit(gate.wait, 60)
+
+        async def scenario():
+            async with AsyncClient(n.address, timeout=60) as ac:
+                xs = [np.full((1, 384), i, np.float32) for i in range(12)]
+                calls = [asyncio.ensure_future(ac.infer("slow", {"x": x})) for x in xs]
+                await asyncio.get_running_loop().run_in_executor(
+                    None, _wait_for, lambda: rt.inflight == 12, "12 requests admitted")
+                gate.set()
+                return xs, await asyncio.gather(*calls)
+
+        xs, res = asyncio.run(scenario())
+        vals = [float(r.output()[0, 0]) for r in res]  # the model is linear: request i answers i * y(1)
+        assert vals == pytest.approx([i * vals[1] for i in range(12)], rel=1e-4, abs=1e-6)
+        assert rt.batcher.sizes == {1: 2, 10: 1}
+    finally:
+        gate.set()
+        n.stop()
+
+
 def test_batching_is_on_by_default_and_idle_requests_run_alone(model_dir):
     """Default settings batch every batchable variant; a request that finds the variant idle
     runs at once on its own (no merge, no added wait), and --max-batch 1 turns batching off."""
@@ -211,3 +242,13 @@ def test_models_without_dynamic_leading_dims_are_not_batched(model_dir):
         assert n.server.store.get("failing").batcher is None
     finally:
         n.stop()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_default_workers_follow_the_cpu_affinity():
+    """A node pinned to one CPU starts one worker, not one per core of the machine (two
+    workers would only time-slice the one CPU)."""
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from idn.node.settings import NodeSettings; print(NodeSettings().workers)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

@@ -103,6 +103,9 @@ def node(
         help="adaptive batching (on by default): requests that queue while a run is in flight merge into "
              "the next run, up to this many samples (default: the catalog's profile per variant, else 32; "
              "1 = off)", callback=number(1, 65536))] = None,
+    runs_per_variant: Annotated[int, typer.Option(
+        help="runs of one batched variant in flight at once; requests merge once all are busy "
+             "(0 = one per worker)", callback=number(0, 1024))] = 1,
     grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM",
                                          callback=number(0))] = 5.0,
     log_level: Annotated[str, typer.Option(help=", ".join(LOG_LEVELS),
@@ -164,7 +167,7 @@ def node(
         providers=tuple(provider) if provider else defaults.providers,
         intra_op_threads=intra_op_threads, workers=workers or defaults.workers, max_queue=max_queue,
         max_message_bytes=int(max_message_mb * 1024 * 1024), inline_max_us=inline_max_us, max_batch=max_batch,
-        grace_s=grace)
+        runs_per_variant=runs_per_variant, grace_s=grace)
     address = listen or "127.0.0.1:8001"
     config = NodeConfig(listen=address, node_id=node_id, models=models, catalog=cat,
                         variants=list(variant or []), settings=settings, topology=topo, plan=the_plan,

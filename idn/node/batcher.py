@@ -11,8 +11,12 @@ loop turn when idle): a request that finds the variant idle runs at once, on the
 caller's own task, exactly as without a batcher, so latency at one in flight does not
 move. Only requests that arrive while a run is in flight wait, and they would have
 waited anyway; when the run ends they go together, up to ``max_batch`` samples per
-run, one run at a time. So the batch size follows the load: 1 when idle, larger as
-requests pile up.
+run. So the batch size follows the load: 1 when idle, larger as requests pile up.
+
+``max_runs`` runs of one variant may be in flight at once (Triton's instance count):
+with more than one, a request runs at once while a run slot is free, and requests merge
+only once every slot is busy. The node sets it to its worker count so that a variant
+can use every core (README, "Which multi-core option, and why").
 
 Only requests with the same trailing shapes, dtypes and requested outputs are merged
 (the caller batches only variants whose every input and output has a dynamic leading
@@ -34,19 +38,21 @@ _Item = tuple[Any, dict[str, np.ndarray], Sequence[str] | None, int, "asyncio.Fu
 
 
 class Batcher:
-    def __init__(self, run: RunFn, max_batch: int):
+    def __init__(self, run: RunFn, max_batch: int, max_runs: int = 1):
         self._run = run
         self.max_batch = max_batch
+        self.max_runs = max(1, max_runs)
         self._pending: list[_Item] = []
-        self._busy = False  # a run (direct or batched) is in flight
+        self._running = 0  # runs (direct or batched) in flight
         self.batches = 0  # runs made (for stats and tests)
         self.merged = 0  # requests that shared a run with another
         self.sizes: dict[int, int] = {}  # requests per run -> runs (for tests and benchmarks)
 
     async def submit(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None, batch: int) -> list[np.ndarray]:
-        if not self._busy:
-            # Idle: run now, on this task, with nothing in between (no wait, no extra turn).
-            self._busy = True
+        if self._running < self.max_runs:
+            # A run slot is free: run now, on this task, with nothing in between (no wait,
+            # no extra turn).
+            self._running += 1
             self._count(1)
             try:
                 return await self._run(feeds, outputs, batch)
@@ -66,11 +72,11 @@ class Batcher:
             self.merged += n
 
     def _after_run(self) -> None:
-        """A run ended: hand what queued meanwhile to a drain task, or go idle."""
+        """A run ended: its slot drains what queued meanwhile, or is freed."""
         if self._pending:
             asyncio.get_running_loop().create_task(self._drain())
         else:
-            self._busy = False
+            self._running -= 1
 
     def _take(self) -> list[_Item]:
         """The next batch: the oldest request and every later compatible one that fits."""
@@ -95,7 +101,7 @@ class Batcher:
                 self._count(len(chunk))
                 await self._run_group(chunk)
         finally:
-            self._busy = False
+            self._running -= 1
 
     async def _run_group(self, items: list[_Item]) -> None:
         if len(items) == 1:

@@ -91,7 +91,8 @@ class VariantRuntime:
                           else profile_batch if profile_batch is not None else DEFAULT_MAX_BATCH)
         self.batchable = self.max_batch > 1 and all(
             m.shape and m.shape[0] == -1 for m in (*self.inputs, *self.outputs)) and not batch_dependent(self.path)
-        self.batcher = Batcher(self._execute, self.max_batch) if self.batchable else None
+        runs = settings.runs_per_variant or settings.workers
+        self.batcher = Batcher(self._execute, self.max_batch, runs) if self.batchable else None
         self.inflight = 0
         self._drained: asyncio.Event | None = None
         self.executor = executor

@@ -10,6 +10,15 @@ from dataclasses import dataclass, field
 DEFAULT_MAX_BATCH = 32
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, not ``os.cpu_count()`` (a node
+    pinned to one core of two would otherwise start two workers that time-slice it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class NodeSettings:
     # ONNX Runtime execution providers in priority order; a GPU node is one line:
@@ -18,7 +27,7 @@ class NodeSettings:
     # Threads ONNX Runtime may use inside one model run (0 = ORT's default: all cores).
     intra_op_threads: int = 1
     # Worker threads that run sessions off the event loop (ORT releases the GIL).
-    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    workers: int = field(default_factory=usable_cpus)
     # Requests admitted per variant (running + waiting); the next gets RESOURCE_EXHAUSTED.
     max_queue: int = 64
     # gRPC message size limit, both directions.
@@ -36,6 +45,9 @@ class NodeSettings:
     # overrides that for every variant (1 = off). Only variants whose inputs and outputs
     # all have a dynamic leading dimension are batched, never int8-dynamic ones.
     max_batch: int | None = None
+    # Runs of one batched variant in flight at once (Triton's instance count): requests
+    # merge only once all are busy. 0 = one per worker thread.
+    runs_per_variant: int = 1
     # Timeout for a forwarded request whose caller set no deadline: nothing hangs forever.
     forward_timeout_s: float = 30.0
     # Neighbour health checks (idn.node.neighbours): one every probe_interval_s per node this
