@@ -2,17 +2,24 @@
 
 Side by side in one run, same request bytes, same serving node (issue #5, item 8):
   - direct:      client -> cloud node (serves the variant);
-  - idn hop:     client -> edge node (no local variant; the plan routes the task to the
-                 cloud, so the edge resolves it and forwards with idn.target) -> cloud;
+  - idn hop (unary):  client -> edge node (no local variant; the plan routes the task to
+                 the cloud, so the edge resolves it and forwards with idn.target) -> cloud,
+                 one ModelInfer call per forward (--no-forward-stream);
+  - idn hop (stream): the same through a second edge, edge-s, forwarding over a
+                 ModelStreamInfer stream to the cloud (--forward-stream, the default;
+                 issue #9, item 3);
   - bare hop:    client -> a grpc.aio proxy that forwards the request bytes unchanged
                  (no decoding, one pooled channel) -> cloud.
 
-Topology: two nodes on loopback, one link with delay 0, no emulation. Every server is
+Topology: three nodes on loopback (cloud, edge, edge-s), links with delay 0, no emulation. Every server is
 its own process (the client does not share their GIL); rounds rotate the path order
 to spread machine noise evenly. Requests are sequential (concurrency 1), so the
-numbers are latencies, not throughput.
+numbers are latencies; ``--concurrency N`` (default 16) adds req/s per path with N in
+flight from one grpc.aio client, which shows what a hop costs in CPU.
 
-Target: idn hop overhead (idn hop - direct) <= 1.3 x bare hop overhead (bare - direct).
+Target: idn hop overhead (idn hop - direct) <= 1.3 x bare hop overhead (bare - direct),
+judged on the node's default forwarding mode ("ratio"); both modes are reported
+("ratio_unary", "ratio_stream"), measured in one run on the same servers.
 
     python benchmarks/hop.py [--catalog models/catalog.yaml] [--task T] [--requests 300] [--rounds 5]
                              [--json results/hop.json]
@@ -21,6 +28,7 @@ Target: idn hop overhead (idn hop - direct) <= 1.3 x bare hop overhead (bare - d
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import socket
 import subprocess
@@ -44,6 +52,7 @@ from idn.client import build_request  # noqa: E402
 from idn.launcher import start_network, stop_nodes  # noqa: E402
 from idn.loadgen import answer_output, load_samples  # noqa: E402
 from idn.network import push_plan  # noqa: E402
+from idn.node.settings import NodeSettings  # noqa: E402
 from idn.plan import Plan, Route, SolverFacts, Target  # noqa: E402
 from idn.protocol import params as P  # noqa: E402
 from idn.protos import grpc_service_pb2 as pb  # noqa: E402
@@ -51,6 +60,9 @@ from idn.topology import load_topology  # noqa: E402
 
 METHOD = "/inference.GRPCInferenceService/ModelInfer"
 TARGET_RATIO = 1.3
+STREAM_EDGE = "edge-s"  # the edge started with --forward-stream
+UNARY, STREAM = "idn hop (unary)", "idn hop (stream)"
+HOPS = (UNARY, STREAM, "bare hop")
 
 # A bare forwarding hop: grpc.aio, request bytes passed through untouched, one channel
 # to the upstream reused for every call, the caller's deadline passed on.
@@ -92,8 +104,10 @@ def two_node_topology(d: Path, hardware_class: str | None) -> Path:
         {"id": "cloud", "tier": "cloud", "address": f"127.0.0.1:{free_port()}", "mem_mb": 4096, "cores": 2,
          "repository": True},
         {"id": "edge", "tier": "edge", "address": f"127.0.0.1:{free_port()}", "mem_mb": 64, "cores": 1,
+         "parent": "cloud"},
+        {"id": STREAM_EDGE, "tier": "edge", "address": f"127.0.0.1:{free_port()}", "mem_mb": 64, "cores": 1,
          "parent": "cloud"}],
-        "links": [{"a": "edge", "b": "cloud", "delay_ms": 0}]}
+        "links": [{"a": "edge", "b": "cloud", "delay_ms": 0}, {"a": STREAM_EDGE, "b": "cloud", "delay_ms": 0}]}
     if hardware_class:
         doc["hardware_class"] = hardware_class
     p = d / "hop.yaml"
@@ -102,9 +116,9 @@ def two_node_topology(d: Path, hardware_class: str | None) -> Path:
 
 
 def edge_to_cloud_plan(task: str, variant: str) -> Plan:
-    route = Route(class_id=f"edge/{task}", ingress="edge", task=task, rate=1.0,
-                  targets=(Target("cloud", variant, 1.0),))
-    return Plan(version=1, placements={"cloud": (variant,)}, routes={route.class_id: route},
+    routes = [Route(class_id=f"{edge}/{task}", ingress=edge, task=task, rate=1.0,
+                    targets=(Target("cloud", variant, 1.0),)) for edge in ("edge", STREAM_EDGE)]
+    return Plan(version=1, placements={"cloud": (variant,)}, routes={r.class_id: r for r in routes},
                 solver=SolverFacts("benchmarks/hop.py", "heuristic"))
 
 
@@ -133,7 +147,35 @@ def summary(us: list[float]) -> dict[str, float]:
             "p99_us": float(np.percentile(a, 99)), "mean_us": float(a.mean()), "n": int(a.size)}
 
 
-def run(catalog_path: Path, task: str | None, requests: int, rounds: int, warmup: int) -> dict:
+async def _throughput(address: str, message: bytes, concurrency: int, total: int) -> float:
+    """req/s through ``address`` with ``concurrency`` requests in flight (one grpc.aio channel)."""
+    async with grpc.aio.insecure_channel(address) as ch:
+        call = ch.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+        left = total
+
+        async def worker() -> None:
+            nonlocal left
+            while left > 0:
+                left -= 1
+                await call(message, timeout=30)
+
+        t = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return total / (time.perf_counter() - t)
+
+
+def throughput(targets: dict[str, str], message: bytes, concurrency: int, total: int, rounds: int) -> dict:
+    """Median req/s per path over ``rounds`` (paths rotated each round, like the latencies)."""
+    out: dict[str, list[float]] = {k: [] for k in targets}
+    order = list(targets)
+    for r in range(rounds):
+        for k in order[r % len(order):] + order[:r % len(order)]:
+            out[k].append(asyncio.run(_throughput(targets[k], message, concurrency, total)))
+    return {k: float(np.median(v)) for k, v in out.items()}
+
+
+def run(catalog_path: Path, task: str | None, requests: int, rounds: int, warmup: int,
+        concurrency: int = 0) -> dict:
     catalog = load_catalog(catalog_path)
     task = task or sorted(catalog.tasks)[0]
     if task not in catalog.tasks:
@@ -147,22 +189,27 @@ def run(catalog_path: Path, task: str | None, requests: int, rounds: int, warmup
         d = Path(tmp)
         topo_path = two_node_topology(d, hw)
         topo = load_topology(topo_path)
-        state, procs = start_network(topo_path, catalog=catalog_path, run_dir=d / "run")
+        state, procs = start_network(topo_path, catalog=catalog_path, run_dir=d / "run",
+                                     own_args={"edge": ["--no-forward-stream"],
+                                               STREAM_EDGE: ["--forward-stream"]})
         proxy = None
         try:
             push_plan(edge_to_cloud_plan(task, variant), topo, state.addresses, state.token)
             proxy_port = free_port()
             proxy = start_proxy(proxy_port, state.addresses["cloud"])
-            targets = {"direct": state.addresses["cloud"], "idn hop": state.addresses["edge"],
-                       "bare hop": f"127.0.0.1:{proxy_port}"}
+            targets = {"direct": state.addresses["cloud"], UNARY: state.addresses["edge"],
+                       STREAM: state.addresses[STREAM_EDGE], "bare hop": f"127.0.0.1:{proxy_port}"}
             channels = {k: grpc.insecure_channel(a) for k, a in targets.items()}
             calls = {k: ch.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
                      for k, ch in channels.items()}
-            served = pb.ModelInferResponse.FromString(calls["idn hop"](message, timeout=10))
+            served = pb.ModelInferResponse.FromString(calls[UNARY](message, timeout=10))
             hop_facts = {k: served.parameters[k].string_param or served.parameters[k].int64_param
                          for k in (P.NODE, P.VARIANT, P.HOPS) if k in served.parameters}
             if hop_facts.get(P.NODE) != "cloud":
                 raise RuntimeError(f"the edge did not forward to the cloud: {hop_facts}")
+            streamed = pb.ModelInferResponse.FromString(calls[STREAM](message, timeout=10))
+            if streamed.parameters[P.NODE].string_param != "cloud":
+                raise RuntimeError(f"{STREAM_EDGE} did not forward to the cloud: {streamed.parameters}")
             for call in calls.values():
                 measure(call, message, warmup)
             lat: dict[str, list[float]] = {k: [] for k in calls}
@@ -172,6 +219,7 @@ def run(catalog_path: Path, task: str | None, requests: int, rounds: int, warmup
                     lat[k].extend(measure(calls[k], message, requests))
             for ch in channels.values():
                 ch.close()
+            rps = throughput(targets, message, concurrency, max(requests * 2, 200), rounds) if concurrency else {}
         finally:
             if proxy is not None:
                 proxy.terminate()
@@ -179,11 +227,18 @@ def run(catalog_path: Path, task: str | None, requests: int, rounds: int, warmup
             stop_nodes(state.nodes, procs=procs)
     stats = {k: summary(v) for k, v in lat.items()}
     base = stats["direct"]
-    overhead = {k: {m: stats[k][m] - base[m] for m in ("p50_us", "mean_us")} for k in ("idn hop", "bare hop")}
-    ratio = {m: overhead["idn hop"][m] / overhead["bare hop"][m] if overhead["bare hop"][m] > 0 else None
-             for m in ("p50_us", "mean_us")}
+    overhead = {k: {m: stats[k][m] - base[m] for m in ("p50_us", "mean_us")} for k in HOPS}
+
+    def ratio_of(path: str) -> dict[str, float | None]:
+        return {m: overhead[path][m] / overhead["bare hop"][m] if overhead["bare hop"][m] > 0 else None
+                for m in ("p50_us", "mean_us")}
+    ratio_unary, ratio_stream = ratio_of(UNARY), ratio_of(STREAM)
+    default = STREAM if NodeSettings().forward_stream else UNARY
+    ratio = ratio_of(default)
     return {"task": task, "variant": variant, "requests_per_round": requests, "rounds": rounds,
-            "served": hop_facts, "latency": stats, "overhead_us": overhead, "ratio": ratio,
+            "served": hop_facts, "latency": stats, "overhead_us": overhead, "default_mode": default,
+            "ratio": ratio, "ratio_unary": ratio_unary, "ratio_stream": ratio_stream,
+            "concurrency": concurrency, "throughput_rps": rps,
             "target_ratio": TARGET_RATIO,
             "meets_target": ratio["p50_us"] is not None and ratio["p50_us"] <= TARGET_RATIO}
 
@@ -207,14 +262,26 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300, help="sequential requests per path per round")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=100, help="requests per path before measuring")
+    ap.add_argument("--concurrency", type=int, default=16,
+                    help="also req/s per path with this many requests in flight (0: skip)")
     ap.add_argument("--json", type=Path, default=ROOT / "results" / "hop.json")
     args = ap.parse_args()
-    res = run(args.catalog or default_catalog_path(), args.task, args.requests, args.rounds, args.warmup)
+    res = run(args.catalog or default_catalog_path(), args.task, args.requests, args.rounds, args.warmup,
+              args.concurrency)
     con = Console(width=160)
     con.print(render(res))
     r = res["ratio"]
-    con.print(f"idn hop overhead / bare gRPC hop overhead: p50 {r['p50_us']:.2f}x, mean {r['mean_us']:.2f}x "
-              f"(target <= {TARGET_RATIO}x: {'met' if res['meets_target'] else 'NOT met'})", highlight=False)
+    ru = res["ratio_unary"]
+    con.print(f"idn hop (unary) overhead / bare gRPC hop overhead: p50 {ru['p50_us']:.2f}x, "
+              f"mean {ru['mean_us']:.2f}x", highlight=False)
+    if res["throughput_rps"]:
+        con.print(f"throughput with {res['concurrency']} in flight (median of rounds): " + ", ".join(
+            f"{k} {v:.0f} req/s" for k, v in res["throughput_rps"].items()), highlight=False)
+    rs = res["ratio_stream"]
+    con.print(f"idn hop (stream) overhead / bare gRPC hop overhead: p50 {rs['p50_us']:.2f}x, "
+              f"mean {rs['mean_us']:.2f}x", highlight=False)
+    con.print(f"default mode {res['default_mode']}: p50 {r['p50_us']:.2f}x (target <= {TARGET_RATIO}x: "
+              f"{'met' if res['meets_target'] else 'NOT met'})", highlight=False)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(res, indent=1) + "\n")
     con.print(f"written: {args.json}", highlight=False)

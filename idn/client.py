@@ -36,6 +36,8 @@ import numpy as np
 from idn.protocol import params as P
 from idn.protocol.failures import RECONNECT_OPTIONS, never_sent
 from idn.protocol.params import param_value, set_param
+from idn.protocol.stream import InferStream
+from idn.protocol.stream import StreamAnswerError as StreamAnswerError  # what stream=True calls raise
 from idn.protocol.tensors import CONTENTS_FIELD, DTYPES, datatype_of, decode_raw, encode_raw
 from idn.protos import control_pb2 as cpb
 from idn.protos import control_pb2_grpc as cpb_grpc
@@ -280,17 +282,53 @@ class Client:
 
 
 class AsyncClient:
-    """asyncio client with the same calls (and failover) as ``Client`` (awaitable)."""
+    """asyncio client with the same calls (and failover) as ``Client`` (awaitable).
+
+    ``stream=True``: ``infer`` sends every request over one long-lived ``ModelStreamInfer``
+    stream per address instead of one ``ModelInfer`` call each (:class:`InferStream`):
+    concurrent calls share the stream and are matched to their answers by request id. A
+    request the node answers with an error raises :class:`StreamAnswerError` (a
+    ``grpc.RpcError`` with the unary call's status code) and the stream goes on; a stream
+    that breaks fails the requests on it, is dropped, and the next call opens a new one,
+    failing over to the next address as unary calls do. ``timeout`` still bounds each call,
+    on this side: the node sees one deadline-less stream (it bounds the work per stream)."""
 
     def __init__(self, address: str | Sequence[str], timeout: float | None = 10.0, tls: TLSFiles | None = None,
-                 retry_sent: bool = False, wait_for_ready: bool = False, retry_after_s: float = 0.5):
+                 retry_sent: bool = False, wait_for_ready: bool = False, retry_after_s: float = 0.5,
+                 stream: bool = False):
         self.failover = Failover(address, retry_sent, retry_after_s)
         self.address = self.failover.addresses[0]
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
+        self.stream = stream
         self._tls, self._options = tls, channel_options(retry_sent)
         self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
+        self._streams: dict[str, InferStream] = {}
         self.channel, self.stub = self._endpoint(self.address)
+
+    def _stream(self, address: str) -> InferStream:
+        """The open stream to ``address`` (a new one if there is none or it broke)."""
+        st = self._streams.get(address)
+        if st is None or st.broken is not None:
+            st = self._streams[address] = InferStream(self._endpoint(address)[0], wait_for_ready=self.wait_for_ready)
+        return st
+
+    async def _stream_call(self, request: pb.ModelInferRequest, timeout: float | None) -> pb.ModelInferResponse:
+        """``_call`` over streams: the same failover, one deadline for all attempts."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        order = self.failover.order()
+        for i, addr in enumerate(order):
+            last = i == len(order) - 1
+            try:
+                resp = await self._stream(addr).send(request, _remaining(deadline))
+            except grpc.RpcError as e:
+                if last or not self.failover.should_retry(e) or (deadline is not None and time.monotonic() >= deadline):
+                    raise
+                self.failover.failed(addr)
+                continue
+            self.failover.answered(addr, i)
+            return resp
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _endpoint(self, address: str) -> tuple[grpc.aio.Channel, pb_grpc.GRPCInferenceServiceStub]:
         if address not in self._stubs:
@@ -316,6 +354,9 @@ class AsyncClient:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def close(self) -> None:
+        for st in self._streams.values():
+            await st.close()
+        self._streams.clear()
         for ch, _ in self._stubs.values():
             await ch.close()
 
@@ -335,6 +376,8 @@ class AsyncClient:
                     parameters: Mapping[str, Any] | None = None, timeout: float | None = None,
                     **kw: Any) -> InferResult:
         req = build_request(model, inputs, outputs, parameters, **kw)
+        if self.stream:
+            return parse_response(await self._stream_call(req, timeout or self.timeout))
         return parse_response(await self._call("ModelInfer", req, timeout or self.timeout))
 
 

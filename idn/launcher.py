@@ -41,7 +41,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -82,6 +82,8 @@ class RunState:
     started: float = field(default_factory=time.time)
     catalog: str | None = None  # what the nodes were started with, so one can be restarted alike
     node_args: list[str] = field(default_factory=list)
+    # Arguments only some nodes got (after node_args), e.g. one node forwarding over streams.
+    own_args: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1) + "\n"
@@ -332,13 +334,15 @@ def start_network(topology_path: Path, *, plan: Path | None = None, catalog: Pat
                   emulate: bool = False, run_dir: Path | None = None, token: str | None = None,
                   ready_timeout_s: float = 60.0, extra_node_args: Iterable[str] = (),
                   on_wait: Callable[[str], None] | None = None,
-                  fresh: bool = False) -> tuple[RunState, dict[str, subprocess.Popen]]:
+                  fresh: bool = False, own_args: Mapping[str, Sequence[str]] | None = None
+                  ) -> tuple[RunState, dict[str, subprocess.Popen]]:
     """Start every node of a topology and wait until all are ready.
 
     Refuses (LaunchError) when a node's address is already in use. ``fresh``: remove the
     plans an earlier run persisted in the run folder first (else the nodes restore them).
     On any failure (a node exits, or is not ready within ``ready_timeout_s``) the nodes
     already started are stopped and LaunchError carries the failing node's log tail.
+    ``own_args``: node id -> arguments for that node only (after ``extra_node_args``).
     """
     topology_path = topology_path.resolve()
     topo: Topology = load_topology(topology_path)
@@ -358,8 +362,8 @@ def start_network(topology_path: Path, *, plan: Path | None = None, catalog: Pat
     try:
         for nid, node in topo.nodes.items():
             log_path = run_dir / f"{nid}.log"
-            cmd = node_command(topology_path, nid, run_dir / "state" / nid, catalog, plan, emulate, extra_node_args,
-                               token_file)
+            cmd = node_command(topology_path, nid, run_dir / "state" / nid, catalog, plan, emulate,
+                               [*extra_node_args, *(own_args or {}).get(nid, ())], token_file)
             with open(log_path, "w", encoding="utf-8") as log:
                 log.write("$ " + " ".join(cmd) + "\n")
                 log.flush()
@@ -377,7 +381,7 @@ def start_network(topology_path: Path, *, plan: Path | None = None, catalog: Pat
     state = RunState(topology=str(topology_path), name=topology_name(topology_path), token=token,
                      run_dir=str(run_dir), nodes=nodes, emulate=emulate,
                      catalog=str(catalog.resolve()) if catalog is not None else None,
-                     node_args=list(extra_node_args))
+                     node_args=list(extra_node_args), own_args={k: list(v) for k, v in (own_args or {}).items()})
     return state, procs
 
 
@@ -389,7 +393,8 @@ def restart_node(state: RunState, node_id: str, ready_timeout_s: float = 60.0) -
         raise LaunchError(f"node {node_id!r} is still running (pid {state.nodes[node_id].pid})")
     run_dir = Path(state.run_dir)
     cmd = node_command(Path(state.topology), node_id, run_dir / "state" / node_id,
-                       Path(state.catalog) if state.catalog else None, None, state.emulate, state.node_args)
+                       Path(state.catalog) if state.catalog else None, None, state.emulate,
+                       [*state.node_args, *state.own_args.get(node_id, ())])
     env = dict(os.environ, **{TOKEN_ENV: state.token}, PYTHONUNBUFFERED="1")
     log_path = state.nodes[node_id].log
     with open(log_path, "a", encoding="utf-8") as log:

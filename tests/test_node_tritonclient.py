@@ -17,7 +17,7 @@ from tests.conftest import start_node
 
 SCRIPT = Path(__file__).parent / "stock_client" / "triton_checks.py"
 CHECKS = ["health_and_metadata", "fp32", "int64", "bytes_round_trip", "load_unload", "error_status",
-          "repository_needs_token", "hostile_names"]
+          "repository_needs_token", "hostile_names", "stream"]
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("tritonclient") is None,
                                 reason="tritonclient[grpc] is in the test extra")

@@ -8,6 +8,7 @@ command line a node logs is then enough to restart it, and never shows the token
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from pathlib import Path
 from typing import Annotated, Optional
@@ -106,6 +107,12 @@ def node(
     runs_per_variant: Annotated[int, typer.Option(
         help="runs of one batched variant in flight at once; requests merge once all are busy "
              "(0 = one per worker)", callback=number(0, 1024))] = 1,
+    stream_max_in_flight: Annotated[int, typer.Option(
+        help="requests one ModelStreamInfer stream may hold in the node at once (then it stops reading it)",
+        callback=number(1, 65536))] = 64,
+    forward_stream: Annotated[bool, typer.Option(
+        help="forward to each neighbour over ModelStreamInfer streams (the cheaper hop, README 'Streaming'); "
+             "--no-forward-stream: a ModelInfer call per forwarded request")] = True,
     grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM",
                                          callback=number(0))] = 5.0,
     log_level: Annotated[str, typer.Option(help=", ".join(LOG_LEVELS),
@@ -168,6 +175,7 @@ def node(
         intra_op_threads=intra_op_threads, workers=workers or defaults.workers, max_queue=max_queue,
         max_message_bytes=int(max_message_mb * 1024 * 1024), inline_max_us=inline_max_us, max_batch=max_batch,
         runs_per_variant=runs_per_variant, grace_s=grace)
+    settings = dataclasses.replace(settings, stream_max_in_flight=stream_max_in_flight, forward_stream=forward_stream)
     address = listen or "127.0.0.1:8001"
     config = NodeConfig(listen=address, node_id=node_id, models=models, catalog=cat,
                         variants=list(variant or []), settings=settings, topology=topo, plan=the_plan,

@@ -23,15 +23,25 @@ Faults (README "Network behaviour"):
   even a local answer, the normal route is tried anyway before failing (health checks
   can mistake a node starved of CPU for a dead one; a dead one refuses at once).
 * Requests in flight to a neighbour that goes down are failed over at once.
+* With ``stream`` (the default; ``--no-forward-stream`` turns it off), every forward to a
+  neighbour travels on a long-lived ``ModelStreamInfer`` stream to it
+  (:class:`idn.protocol.stream.InferStream`) instead of a ``ModelInfer`` call of its own:
+  measured the cheaper hop (README "Streaming"). The deadline travels as
+  ``idn.timeout_us``, an error answer maps to the same status as a unary call's, a
+  stream that breaks fails its requests as a dropped connection would (and the next
+  forward opens a new one), and a health change replaces the streams with the channel.
+  One difference: a forward given up on is not cancelled downstream (a stream cannot
+  cancel one request); the next node finishes it, within its bound per stream.
 * A hop that accepted a request but does not answer is given up on after
-  ``hop_share`` of the remaining deadline when the caller has a local fallback (it is
-  cancelled downstream), rather than after all of it.
+  ``hop_share`` of the remaining deadline when the caller has a local fallback (a unary
+  forward is cancelled downstream), rather than after all of it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +52,7 @@ from idn.node.pacing import Pacer
 from idn.protocol import params as P
 from idn.protocol.failures import RECONNECT_OPTIONS, unreachable
 from idn.protocol.status import DataPlaneError, Status
+from idn.protocol.stream import InferStream
 from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 from idn.tls import TLSFiles, aio_channel
@@ -49,6 +60,8 @@ from idn.topology import Topology
 
 if TYPE_CHECKING:
     from idn.node.router import Resolution, RoutingTable
+
+log = logging.getLogger("idn.node")
 
 # gRPC codes that mean "the next hop could not answer": the data plane may fall back.
 HOP_FAILURES = {Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED}
@@ -87,7 +100,8 @@ class _Flight:
 class Forwarder:
     def __init__(self, node_id: str, topology: Topology, emulate_links: bool, default_timeout_s: float,
                  max_message_bytes: int, tls: TLSFiles | None = None, probe_interval_s: float = 0.2,
-                 probe_timeout_s: float = 0.5, hop_share: float = 0.5):
+                 probe_timeout_s: float = 0.5, hop_share: float = 0.5, stream: bool = False,
+                 stream_cap: int = 64):
         self.node_id = node_id
         self.topology = topology
         self.emulate_links = emulate_links
@@ -102,6 +116,15 @@ class Forwarder:
         self._stubs: dict[str, tuple[grpc.aio.Channel, pb_grpc.GRPCInferenceServiceStub]] = {}
         self._emulation: dict[str, tuple[float, float]] = {}
         self._inflight: dict[str, set[_Flight]] = {}
+        # stream: one ModelStreamInfer stream per neighbour carries every forward to it
+        # (requests carry idn.timeout_us for their deadline); else one ModelInfer call each.
+        # A neighbour holds at most stream_cap requests per stream (it stops reading past it,
+        # and would hold up every forward behind them): a stream that has that many in flight
+        # gets a sibling instead.
+        self.stream = stream
+        self.stream_cap = stream_cap
+        self._streams: dict[str, list[InferStream]] = {}
+        self.unary_only: set[str] = set()  # neighbours found without ModelStreamInfer
         self.pacer = Pacer()
         self.health = NeighbourHealth(node_id, self.channel, self._new_channel, interval_s=probe_interval_s,
                                       timeout_s=probe_timeout_s)
@@ -131,6 +154,20 @@ class Forwarder:
             self.channel(node)
             entry = self._stubs[node]
         return entry[1]
+
+    def _stream(self, node: str) -> InferStream:
+        """An open stream to ``node`` with room for one more request (a new one when none has)."""
+        streams = self._streams.get(node)
+        if streams is None:
+            streams = self._streams[node] = []
+        elif any(st.broken is not None for st in streams):
+            streams[:] = [st for st in streams if st.broken is None]
+        for st in streams:
+            if st.in_flight < self.stream_cap:
+                return st
+        st = InferStream(self.channel(node))
+        streams.append(st)
+        return st
 
     def _link(self, node: str) -> tuple[float, float]:
         """Emulated (one-way delay s, seconds per byte) of a direct connection to ``node``."""
@@ -165,7 +202,13 @@ class Forwarder:
             delay, per_byte = self._link(next_hop)
             await self._traverse(next_hop, delay + request.ByteSize() * per_byte, deadline, "towards")
         remaining = deadline - time.monotonic()
-        call = self.stub(next_hop).ModelInfer(request, timeout=remaining)
+        call: Any
+        streamed = self.stream and next_hop not in self.unary_only
+        if streamed:
+            request.parameters[P.TIMEOUT_US].int64_param = int(remaining * 1e6)
+            call = asyncio.ensure_future(self._stream(next_hop).send(request, remaining))
+        else:
+            call = self.stub(next_hop).ModelInfer(request, timeout=remaining)
         flight = _Flight(call)
         flights = self._inflight.get(next_hop)
         if flights is None:
@@ -186,7 +229,15 @@ class Forwarder:
             raise HopFailed(f"via {next_hop}: {flight.why}",
                             Status.UNAVAILABLE if flight.down else Status.DEADLINE_EXCEEDED,
                             next_hop, flight.down) from None
-        except grpc.aio.AioRpcError as e:
+        except grpc.RpcError as e:  # AioRpcError, or StreamAnswerError: the same code() and details()
+            if streamed and e.code() == grpc.StatusCode.UNIMPLEMENTED and not getattr(e, "answered", False):
+                # A neighbour without ModelStreamInfer (an older node, mid-upgrade): unary calls
+                # to it from now on (until it restarts), and this request again that way.
+                self.unary_only.add(next_hop)
+                log.warning("%s does not serve ModelStreamInfer (%s): forwarding to it with ModelInfer calls",
+                            next_hop, e.details())
+                request.parameters.pop(P.TIMEOUT_US, None)
+                return await self.forward(next_hop, request, deadline, target, fallback)
             name = e.code().name
             status = Status[name] if name in Status.__members__ else Status.INTERNAL
             details = e.details() or name
@@ -209,6 +260,13 @@ class Forwarder:
         return resp
 
     def _on_health(self, node: str, up: bool, reason: str) -> None:
+        self.unary_only.discard(node)  # it may come back as another version
+        # The next forward opens a fresh stream (on the fresh channel); what was in flight on
+        # the old ones is abandoned below (down) or there is none (up).
+        for stream in self._streams.pop(node, ()):
+            closing = asyncio.get_running_loop().create_task(stream.close())
+            self._retiring.add(closing)
+            closing.add_done_callback(self._retiring.discard)
         if not up:
             for f in list(self._inflight.get(node, ())):
                 f.abandon(f"{node} went down while the request was there ({reason})", down=True)
@@ -309,6 +367,10 @@ class Forwarder:
         for t in list(self._retiring):
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        for streams in self._streams.values():
+            for st in streams:
+                await st.close()
+        self._streams.clear()
         for ch, _ in self._stubs.values():
             await ch.close()
         self._stubs.clear()

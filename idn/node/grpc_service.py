@@ -9,16 +9,19 @@ token in explicit mode).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 
 from idn.node.authority import Authority
-from idn.node.dataplane import DataPlane, Forwarded, InferenceRequest, InputTensor
-from idn.node.handlers import answers_errors, fail
+from idn.node.dataplane import MAX_NAME_CHARS, DataPlane, Forwarded, InferenceRequest, InputTensor
+from idn.node.handlers import answers_errors, error_status, fail
+from idn.protocol import params as P
 from idn.protocol.params import param_value, set_param
 from idn.protocol.status import InvalidInput, echo
 from idn.protocol.tensors import encode_raw
@@ -26,6 +29,14 @@ from idn.protos import grpc_service_pb2 as pb
 from idn.protos import grpc_service_pb2_grpc as pb_grpc
 
 log = logging.getLogger("idn.node")
+
+# Requests one ModelStreamInfer stream may hold in this node at once, running or answered
+# but not yet written back (NodeSettings.stream_max_in_flight): past it the node stops
+# reading that stream, so a client cannot queue unbounded work (or unbounded answers it
+# does not read) behind one stream; HTTP/2 flow control then pushes back on its sender.
+# The per-variant admission bound (``max_queue``, RESOURCE_EXHAUSTED) still applies to
+# every request on it.
+STREAM_MAX_IN_FLIGHT = 64
 
 
 def request_from_proto(msg: pb.ModelInferRequest) -> InferenceRequest:
@@ -55,9 +66,11 @@ def _tensor_meta(dst: Any, metas: Any) -> None:
 
 
 class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, dataplane: DataPlane, authority: Authority | None = None):
+    def __init__(self, dataplane: DataPlane, authority: Authority | None = None,
+                 stream_max_in_flight: int = STREAM_MAX_IN_FLIGHT):
         self.dp = dataplane
         self.authority = authority or Authority(None)
+        self.stream_max_in_flight = stream_max_in_flight
 
     async def ServerLive(self, request, context):
         return pb.ServerLiveResponse(live=self.dp.live())
@@ -82,10 +95,16 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @answers_errors
     async def ModelInfer(self, request, context):
-        req = request_from_proto(request)
         remaining = context.time_remaining()
-        if remaining is not None:
-            req.deadline = time.monotonic() + remaining
+        return await self._infer(request, None if remaining is None else time.monotonic() + remaining)
+
+    async def _infer(self, request: pb.ModelInferRequest, deadline: float | None) -> pb.ModelInferResponse:
+        """One request through the data plane, answered as a wire message (unary or on a stream)."""
+        req = request_from_proto(request)
+        if P.TIMEOUT_US in request.parameters:  # sent by a node forwarding over a stream
+            budget = time.monotonic() + max(request.parameters[P.TIMEOUT_US].int64_param, 0) / 1e6
+            deadline = budget if deadline is None else min(deadline, budget)
+        req.deadline = deadline
         res = await self.dp.infer(req)
         if isinstance(res, Forwarded):
             return res.wire
@@ -97,6 +116,18 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
             resp.outputs.add(name=o.name, datatype=o.datatype, shape=o.data.shape)
             raws.append(encode_raw(o.data))
         return resp
+
+    async def ModelStreamInfer(self, requests: AsyncIterator[Any], context: grpc.aio.ServicerContext
+                               ) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        """Triton's bidirectional stream: every request runs as soon as it is read, concurrently
+        with the others (answers go back as they are ready, carrying the request's ``id``), at
+        most ``stream_max_in_flight`` at a time (:class:`_Stream`). A failed request is answered
+        on the stream and the stream goes on; the stream's deadline, if any, bounds every request."""
+        remaining = context.time_remaining()
+        stream = _Stream(self, None if remaining is None else time.monotonic() + remaining,
+                         self.stream_max_in_flight)
+        async for answer in stream.answers(requests):
+            yield answer
 
     async def RepositoryIndex(self, request, context):
         resp = pb.RepositoryIndexResponse()
@@ -116,6 +147,87 @@ class InferenceServicer(pb_grpc.GRPCInferenceServiceServicer):
                                         context.peer())
         await self.dp.unload(request.model_name)
         return pb.RepositoryModelUnloadResponse()
+
+
+class _Stream:
+    """The requests of one ModelStreamInfer call: a reader task that starts one task per
+    request (waiting for a free slot first), and the answers in the order they finish.
+
+    A slot is freed only when its answer has been handed to gRPC to write, so requests in
+    the node plus answers waiting to be written never exceed the cap. The stream ends when
+    the client has half-closed and every request is answered. If the call ends early (the
+    client cancels, the deadline passes, the node stops), the generator is closed and
+    ``answers`` cancels the reader and every request still running: nothing outlives it."""
+
+    def __init__(self, servicer: InferenceServicer, deadline: float | None, max_in_flight: int):
+        self.servicer = servicer
+        self.deadline = deadline
+        self.slots = asyncio.Semaphore(max(1, max_in_flight))
+        self.done: asyncio.Queue[pb.ModelStreamInferResponse | _EndOfRequests] = asyncio.Queue()
+        self.running: set[asyncio.Task[None]] = set()
+
+    async def answers(self, requests: AsyncIterator[Any]) -> AsyncIterator[pb.ModelStreamInferResponse]:
+        reader = asyncio.get_running_loop().create_task(self._read(requests))
+        pending = 0  # requests read and not yet answered
+        reading = True
+        try:
+            while reading or pending:
+                item = await self.done.get()
+                if isinstance(item, _EndOfRequests):
+                    reading = False
+                    pending += item.count
+                    if item.error is not None:
+                        raise item.error
+                    continue
+                pending -= 1
+                yield item
+                self.slots.release()
+        finally:
+            reader.cancel()
+            for t in list(self.running):
+                t.cancel()
+
+    async def _read(self, requests: AsyncIterator[Any]) -> None:
+        """Start a task per request as it arrives; at the end (or a transport error reading),
+        tell ``answers`` how many were started, so it knows when the last one is answered."""
+        count = 0
+        error: BaseException | None = None
+        loop = asyncio.get_running_loop()
+        try:
+            async for msg in requests:
+                await self.slots.acquire()
+                task = loop.create_task(self._one(msg))
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
+                count += 1
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the transport failed reading: end the call with it
+            error = e
+        self.done.put_nowait(_EndOfRequests(count, error))
+
+    async def _one(self, msg: Any) -> None:
+        try:
+            if isinstance(msg, _Refused):
+                raise InvalidInput(msg.reason)
+            answer = pb.ModelStreamInferResponse(infer_response=await self.servicer._infer(msg, self.deadline))
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            code, message = error_status(err, "ModelStreamInfer")
+            answer = pb.ModelStreamInferResponse(error_message=message)
+            if not isinstance(msg, _Refused):
+                answer.infer_response.id = msg.id
+                if len(msg.model_name) <= MAX_NAME_CHARS:
+                    answer.infer_response.model_name = msg.model_name
+            answer.infer_response.parameters[P.STATUS].string_param = code.name
+        self.done.put_nowait(answer)
+
+
+@dataclass(slots=True)
+class _EndOfRequests:
+    count: int
+    error: BaseException | None = None
 
 
 class _Refused:
@@ -152,10 +264,14 @@ def add_servicer(servicer: pb_grpc.GRPCInferenceServiceServicer, server: grpc.ai
     for method in service.methods:
         req_cls = getattr(pb, method.input_type.name)
         resp_cls = getattr(pb, method.output_type.name)
+        deserializer = _tolerant(req_cls.FromString, method.input_type.full_name, max_message_bytes, on_size)
+        if method.client_streaming and method.server_streaming:  # ModelStreamInfer answers refusals itself
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(
+                getattr(servicer, method.name), request_deserializer=deserializer,
+                response_serializer=resp_cls.SerializeToString)
+            continue
         handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-            _guard(getattr(servicer, method.name)),
-            request_deserializer=_tolerant(req_cls.FromString, method.input_type.full_name, max_message_bytes,
-                                           on_size),
+            _guard(getattr(servicer, method.name)), request_deserializer=deserializer,
             response_serializer=resp_cls.SerializeToString)
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
 

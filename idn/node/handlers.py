@@ -76,19 +76,25 @@ def answers_errors(handler: Handler) -> Handler:
     async def wrapped(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
             return await handler(self, request, context)
-        except DataPlaneError as err:
-            code, message = getattr(grpc.StatusCode, err.status.value), err.message
         except asyncio.CancelledError:
             raise
         except Exception as err:
             if isinstance(err, grpc.aio.AbortError):  # context.abort() inside the handler
                 raise
-            # with its traceback, but not once per request if a client found a way to repeat it
-            _unexpected.log("unexpected", "unexpected error in %s", handler.__name__, level=logging.ERROR,
-                            exc_info=True)
-            code, message = grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {echo(str(err), 512)}"
+            code, message = error_status(err, handler.__name__)
         return fail(context, code, message)
     return wrapped  # type: ignore[return-value]  # same signature, wrapped
+
+
+def error_status(err: Exception, where: str) -> tuple[grpc.StatusCode, str]:
+    """The status and message a failed request is answered with: a DataPlaneError's own;
+    anything else is INTERNAL, logged with its traceback (call it inside the ``except``).
+    Shared by the unary handlers and the per-request answers on a stream."""
+    if isinstance(err, DataPlaneError):
+        return getattr(grpc.StatusCode, err.status.value), err.message
+    # with its traceback, but not once per request if a client found a way to repeat it
+    _unexpected.log("unexpected", "unexpected error in %s", where, level=logging.ERROR, exc_info=True)
+    return grpc.StatusCode.INTERNAL, f"{type(err).__name__}: {echo(str(err), 512)}"
 
 
 def fail(context: grpc.aio.ServicerContext, code: grpc.StatusCode, message: str) -> None:

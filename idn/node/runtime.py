@@ -98,6 +98,7 @@ class VariantRuntime:
         self.executor = executor
         self._us_per_sample: float | None = None  # None until measured: first runs go to the pool
         self._pacer = Pacer()  # emulated slowdown (settings.slowdown)
+        self.last_work_s = 0.0
         self.shed = 0  # refused at admission: could not finish by the deadline
         self.expired = 0  # dropped in the worker queue: the deadline passed before a worker was free
 
@@ -220,6 +221,7 @@ class VariantRuntime:
         loop = asyncio.get_running_loop()
         result, wall, cpu = await loop.run_in_executor(self.executor, self._run_timed, feeds, outputs, batch)
         work = cpu if self.settings.intra_op_threads == 1 else wall
+        self.last_work_s = work  # what the last stretched run was padded from (for tests and logs)
         await self._pacer.sleep(work * self.settings.slowdown - wall)
         return result
 

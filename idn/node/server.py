@@ -110,7 +110,8 @@ class NodeServer:
         if config.topology is not None:
             forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,
                                   s.max_message_bytes, tls=config.tls, probe_interval_s=s.probe_interval_s,
-                                  probe_timeout_s=s.probe_timeout_s, hop_share=s.hop_share)
+                                  probe_timeout_s=s.probe_timeout_s, hop_share=s.hop_share,
+                                  stream=s.forward_stream, stream_cap=s.stream_max_in_flight)
         self.dataplane = DataPlane(
             self.store, s, node_id=config.node_id,
             router=RoutingTable(config.node_id, config.topology, config.catalog), forwarder=forwarder,
@@ -132,8 +133,8 @@ class NodeServer:
     async def start(self) -> None:
         s = self.config.settings
         self.server = grpc.aio.server(options=grpc_options(s))
-        add_servicer(InferenceServicer(self.dataplane, self.authority), self.server, s.max_message_bytes,
-                     self.trimmer.saw)
+        add_servicer(InferenceServicer(self.dataplane, self.authority, s.stream_max_in_flight), self.server,
+                     s.max_message_bytes, self.trimmer.saw)
         cpb_grpc.add_NodeControlServicer_to_server(
             ControlServicer(self.deployment, self.config.node, self.config.listen, self.authority), self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

@@ -30,6 +30,12 @@ class NodeSettings:
     workers: int = field(default_factory=usable_cpus)
     # Requests admitted per variant (running + waiting); the next gets RESOURCE_EXHAUSTED.
     max_queue: int = 64
+    # Requests one ModelStreamInfer stream may hold at once (running, or answered and not yet
+    # written back); past it the node stops reading that stream (grpc_service._Stream).
+    stream_max_in_flight: int = 64
+    # Forward to each neighbour over one ModelStreamInfer stream instead of a ModelInfer call
+    # per request: the cheaper hop (README "Streaming": benchmarks/hop.py, both in one run).
+    forward_stream: bool = True
     # gRPC message size limit, both directions.
     max_message_bytes: int = 64 * 1024 * 1024
     # Largest tensor accepted, in elements (guards against absurd shapes).

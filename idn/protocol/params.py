@@ -20,6 +20,11 @@ Request (node -> node, internal; a client has no reason to set them):
   it as transit, not as demand entering there.
 * ``idn.avoid`` (string, comma-separated node ids): nodes a node routing around a
   failure found down; every node after it routes around them too (no loops back).
+* ``idn.timeout_us`` (int64): what remained of the caller's deadline when the request
+  was sent, in µs. A node forwarding over a ``ModelStreamInfer`` stream sets it (a stream
+  has one deadline for all its messages, none per request); the receiver serves the
+  request by the earlier of it and the call's own deadline, so a stale value left in a
+  message forwarded on by a unary call never extends anything.
 
 Response (serving node -> client):
 
@@ -30,6 +35,13 @@ Response (serving node -> client):
   target was unreachable; ``idn.slo_met`` (bool, only when false): no target met the
   request's own SLO, so the plan's split served it; ``idn.rerouted`` (string, only when
   set): the dead node a forwarding node routed around to reach the node that served.
+
+Stream answers (``ModelStreamInfer``, node -> client):
+
+* ``idn.status`` (string, only on an answer with ``error_message``): the gRPC status
+  name the request would have failed with as a unary ``ModelInfer`` (e.g.
+  ``INVALID_ARGUMENT``): a stream has one status for all its requests, so each failed
+  request's own travels in its answer's ``infer_response``.
 """
 
 from __future__ import annotations
@@ -49,9 +61,11 @@ DEGRADED = "idn.degraded"
 SLO_MET = "idn.slo_met"
 AVOID = "idn.avoid"
 REROUTED = "idn.rerouted"
+STATUS = "idn.status"
+TIMEOUT_US = "idn.timeout_us"
 
 REQUEST = (MAX_LATENCY_MS, MIN_ACCURACY)
-INTERNAL = (TARGET, VIA, AVOID)
+INTERNAL = (TARGET, VIA, AVOID, TIMEOUT_US)
 RESPONSE = (NODE, VARIANT, ACCURACY, HOPS, SERVER_US, DEGRADED, SLO_MET, REROUTED)
 
 

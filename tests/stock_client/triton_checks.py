@@ -8,6 +8,7 @@ stock client never shares a process with an IDN node, so these checks run as
 
 from __future__ import annotations
 
+import queue
 import sys
 
 import numpy as np
@@ -116,8 +117,47 @@ def error_status(c: tc.InferenceServerClient) -> None:
         raise AssertionError("a wrong shape was accepted")
 
 
+def stream(c: tc.InferenceServerClient) -> None:
+    """ModelStreamInfer with start_stream / async_stream_infer: answers carry their request's id,
+    errors mid-stream (unknown model, wrong shape) reach the callback and the stream goes on."""
+    answers: queue.Queue = queue.Queue()
+    c.start_stream(callback=lambda result, error: answers.put((result, error)))
+    try:
+        x = np.arange(8, dtype=np.float32).reshape(2, 4)
+
+        def send(model: str, data: np.ndarray, rid: str) -> None:
+            inp = tc.InferInput("input", list(data.shape), "FP32")
+            inp.set_data_from_numpy(data)
+            c.async_stream_infer(model, [inp], request_id=rid, outputs=[tc.InferRequestedOutput("label")])
+
+        def collect(n: int) -> tuple[dict[str, np.ndarray], list[str]]:
+            ok, errors = {}, []
+            for _ in range(n):
+                result, error = answers.get(timeout=30)
+                if error is not None:
+                    errors.append(error.message())
+                else:
+                    ok[result.get_response().id] = result.as_numpy("label")
+            return ok, errors
+
+        send("linear", x, "good-1")
+        send("nope-model", x, "unknown-2")
+        send("linear", np.ones((1, 5), np.float32), "shape-3")
+        send("linear", x[:1], "good-4")
+        ok, errors = collect(4)
+        assert sorted(ok) == ["good-1", "good-4"], (ok, errors)
+        assert ok["good-1"].shape == (2,) and ok["good-4"].shape == (1,)
+        assert len(errors) == 2 and any("nope-model" in e for e in errors) and any("input" in e for e in errors), errors
+        for i in range(5, 25):  # the stream survived its errors: more good requests, all answered by id
+            send("linear", x, f"after-{i}")
+        ok, errors = collect(20)
+        assert not errors and sorted(ok) == sorted(f"after-{i}" for i in range(5, 25)), errors
+    finally:
+        c.stop_stream()
+
+
 CHECKS = {f.__name__: f for f in (health_and_metadata, fp32, int64, bytes_round_trip, load_unload, error_status,
-                                   repository_needs_token, repository_off, hostile_names)}
+                                   repository_needs_token, repository_off, hostile_names, stream)}
 
 if __name__ == "__main__":
     address, *names = sys.argv[1:]
