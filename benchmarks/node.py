@@ -13,7 +13,14 @@ Rounds alternate echo and node to spread machine noise evenly.
 Targets (issue #2): p50 at concurrency 1 <= 1.1 x (echo p50 + ORT p50);
 throughput at concurrency 32 >= 0.9 x echo's.
 
-    python benchmarks/node.py [--model PATH.onnx] [--duration 3] [--rounds 3] [--out results/bench_node.json]
+    python benchmarks/node.py [--model PATH.onnx | --heavy] [--duration 3] [--rounds 3]
+                              [--config 'LABEL=NODE ARGS' ...] [--no-pin] [--out results/bench_node.json]
+
+``--config`` replaces the default node configurations with your own, all measured in
+the same run, alternating (e.g. ``--config 'no batching=--max-batch 1' --config
+'default='``), so that before/after comparisons share the machine's noise.
+``--config 'LABEL=x2: ARGS'`` starts two node processes on one port (SO_REUSEPORT,
+the multi-process prototype; the kernel spreads connections over them).
 """
 
 from __future__ import annotations
@@ -57,8 +64,8 @@ asyncio.run(main(int(sys.argv[1])))
 """
 
 
-CONFIGS = {"echo": [], "node": [], "node_batch": ["--max-batch", "MAXB"], "node_metrics": ["--metrics-port", "0"]}
-LABELS = {"echo": "grpc.aio echo", "node": "idn node", "node_batch": "idn node, batching",
+CONFIGS = {"echo": [], "node": [], "node_nobatch": ["--max-batch", "1"], "node_metrics": ["--metrics-port", "0"]}
+LABELS = {"echo": "grpc.aio echo", "node": "idn node (defaults)", "node_nobatch": "idn node, --max-batch 1",
           "node_metrics": "idn node, /metrics on"}
 
 
@@ -87,9 +94,34 @@ def small_mlp(path: Path) -> Path:
     return path
 
 
-def start(cmd: list[str], needle: str) -> subprocess.Popen:
+def heavy_mlp(path: Path) -> Path:
+    """1024-2560x3-16 MLP (~1.5 ms per batch-1 run on one ORT thread), as benchmarks/peers.py."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    dims = (1024, 2560, 2560, 2560, 16)
+    rng = np.random.default_rng(0)
+    inits, nodes, prev = [], [], "input"
+    for i, (a, b) in enumerate(zip(dims, dims[1:])):
+        inits += [numpy_helper.from_array((rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32), f"W{i}"),
+                  numpy_helper.from_array(np.zeros(b, np.float32), f"B{i}")]
+        nodes.append(helper.make_node("Gemm", [prev, f"W{i}", f"B{i}"], [f"g{i}"]))
+        prev = f"g{i}"
+        if i < len(dims) - 2:
+            nodes.append(helper.make_node("Relu", [prev], [f"r{i}"]))
+            prev = f"r{i}"
+    nodes.append(helper.make_node("Softmax", [prev], ["probabilities"]))
+    g = helper.make_graph(nodes, "heavy", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", dims[0]])],
+                          [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", dims[-1]])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.save(m, str(path))
+    return path
+
+
+def start(cmd: list[str], needle: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
@@ -167,13 +199,28 @@ def main() -> None:
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin servers to the last CPU and the client to the others")
-    ap.add_argument("--max-batch", type=int, default=32, help="max batch of the batching node configuration")
+    ap.add_argument("--heavy", action="store_true",
+                    help="a 1024-2560x3-16 MLP (~1.5 ms per run) instead of the tiny one")
+    ap.add_argument("--config", action="append", default=[], metavar="'LABEL=ARGS'",
+                    help="a node configuration to measure (repeatable; replaces the defaults): LABEL=idn node "
+                         "arguments, 'LABEL=x2: ARGS' for two processes sharing the port")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "bench_node.json")
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
 
     tmp = Path(tempfile.mkdtemp(prefix="idn-bench-"))
-    model = args.model or small_mlp(tmp / "mlp.onnx")
+    model = args.model or (heavy_mlp(tmp / "heavy.onnx") if args.heavy else small_mlp(tmp / "mlp.onnx"))
+    configs, labels = dict(CONFIGS), dict(LABELS)
+    replicas: dict[str, int] = {}
+    if args.config:
+        configs, labels = {"echo": []}, {"echo": LABELS["echo"]}
+        for spec in args.config:
+            label, _, rest = spec.partition("=")
+            key = f"c{len(configs)}"
+            if rest.startswith("x") and ":" in rest:
+                n, _, rest = rest.partition(":")
+                replicas[key] = int(n[1:])
+            configs[key], labels[key] = rest.split(), label
     import onnxruntime as ort
 
     inp = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).get_inputs()[0]
@@ -186,13 +233,15 @@ def main() -> None:
     pin = [] if args.no_pin or len(cpus) < 2 else ["taskset", "-c", str(cpus[-1])]
     if pin:
         os.sched_setaffinity(0, set(cpus[:-1]))
-    ports = {k: free_port() for k in CONFIGS}
+    load0 = os.getloadavg()
+    ports = {k: free_port() for k in configs}
     procs = [start([*pin, sys.executable, "-c", ECHO_SERVER, str(ports["echo"])], "ready")]
-    for k, extra in CONFIGS.items():
+    for k, extra in configs.items():
         if k != "echo":
-            procs.append(start([*pin, sys.executable, "-m", "idn.cli", "node", "--listen", f"127.0.0.1:{ports[k]}",
-                                "--model", f"m={model}", *[a.replace("MAXB", str(args.max_batch)) for a in extra]],
-                               "listening on"))
+            for _ in range(replicas.get(k, 1)):
+                env = {"IDN_SO_REUSEPORT": "1"} if k in replicas else None
+                procs.append(start([*pin, sys.executable, "-m", "idn.cli", "node", "--listen",
+                                    f"127.0.0.1:{ports[k]}", "--model", f"m={model}", *extra], "listening on", env))
     servers = {k: f"127.0.0.1:{p}" for k, p in ports.items()}
     try:
         ort_s = ort_floor(model, x, 20000)
@@ -209,7 +258,9 @@ def main() -> None:
             p.terminate()
             p.wait(10)
 
+    load = os.getloadavg()
     res: dict = {"model": str(model.name), "payload_bytes": len(payload), "rounds": args.rounds,
+                 "loadavg_start": load0, "loadavg_end": load, "configs": {labels[k]: configs[k] for k in configs},
                  "duration_s": args.duration, "pinned": bool(pin),
                  "ort_inprocess": {"p50_us": pct(ort_s, 50), "p99_us": pct(ort_s, 99)}}
     for k in servers:
@@ -222,14 +273,15 @@ def main() -> None:
             res[k]["rps_ratio_vs_echo"] = {c: res[k]["rps"][c] / res["echo"]["rps"][c] for c in levels}
 
     print(f"model {res['model']}, request {len(payload)} B, {args.rounds} rounds x {args.duration:.0f} s, "
-          f"{'server pinned to CPU ' + pin[-1] if pin else 'unpinned'}")
-    print(f"{'':24}{'p50 us':>9}{'p99 us':>9}" + "".join(f"{'rps c=' + str(c):>11}" for c in levels)
+          f"{'server pinned to CPU ' + pin[-1] if pin else 'unpinned'}, load average {load0[0]:.2f} -> {load[0]:.2f}")
+    w = max(24, *(len(v) + 2 for v in labels.values()))
+    print(f"{'':{w}}{'p50 us':>9}{'p99 us':>9}" + "".join(f"{'rps c=' + str(c):>11}" for c in levels)
           + f"{'p50/floor':>11}{'rps/echo c=' + str(levels[-1]):>16}")
-    print(f"{'ORT in-process':24}{res['ort_inprocess']['p50_us']:>9.1f}{res['ort_inprocess']['p99_us']:>9.1f}")
+    print(f"{'ORT in-process':{w}}{res['ort_inprocess']['p50_us']:>9.1f}{res['ort_inprocess']['p99_us']:>9.1f}")
     for k in servers:
         r = res[k]
         extra = "" if k == "echo" else f"{r['p50_ratio_vs_floor']:>11.3f}{r['rps_ratio_vs_echo'][levels[-1]]:>16.3f}"
-        print(f"{LABELS[k]:24}{r['p50_us']:>9.1f}{r['p99_us']:>9.1f}"
+        print(f"{labels[k]:{w}}{r['p50_us']:>9.1f}{r['p99_us']:>9.1f}"
               + "".join(f"{r['rps'][c]:>11.0f}" for c in levels) + extra)
     print("targets: p50/floor <= 1.1 (floor = echo p50 + ORT p50); rps/echo at c=32 >= 0.9")
     args.out.parent.mkdir(parents=True, exist_ok=True)

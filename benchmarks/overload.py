@@ -58,7 +58,11 @@ def rss_mb(pid: int) -> float | None:
 
 def start_node(model: Path, port: int, workers: int = 1) -> subprocess.Popen:
     proc = subprocess.Popen([sys.executable, "-m", "idn.cli", "node", "--listen", f"127.0.0.1:{port}",
-                             "--model", f"slow={model}", "--workers", str(workers), "--log-level", "WARNING"],
+                             "--model", f"slow={model}", "--workers", str(workers), "--log-level", "WARNING",
+                             # Batching off: with it a node's capacity grows with its queue (the
+                             # more requests merge, the cheaper each), so "twice its capacity"
+                             # would not be one number. Admission itself works the same either way.
+                             "--max-batch", "1"],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

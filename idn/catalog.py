@@ -98,6 +98,27 @@ class Variant:
         when that class was never profiled."""
         return self.load_times.get(hardware_class)
 
+    def batch_limit(self, hardware_class: str | None = None, threading: str = "single_thread") -> int | None:
+        """The largest profiled batch size that costs no more per sample than batch 1, or
+        None when the variant has no profile to tell (the node then uses its setting).
+
+        Why per sample against batch 1: a node merges requests only when they queue, and a
+        merged run must not serve them slower than one by one would. Small models get ~10x
+        cheaper per sample at batch 32; the imagenet variants get *dearer* (their
+        activations leave the cache), so their limit is 1 and they are not batched.
+        ``hardware_class``: the node's; when it is not profiled, every profiled class must
+        agree (the smallest limit is taken).
+        """
+        classes = ([hardware_class] if hardware_class in self.latency else sorted(self.latency))
+        limits = []
+        for hw in classes:
+            points = self.latency[hw].get(threading, {})
+            one = points.get(1)
+            if one is None:
+                continue
+            limits.append(max(b for b, p in points.items() if p.p50_ms / b <= one.p50_ms))
+        return min(limits) if limits else None
+
     def latency_ms(self, hardware_class: str, batch: int = 1, threading: str = "single_thread",
                    quantile: str = "p50") -> float | None:
         """Measured latency on a hardware class, or None when that class was never profiled."""

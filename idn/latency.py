@@ -24,6 +24,25 @@ For a request of class r entering at ingress i and served by variant v at node n
   class, FLOPs scaling from the closest profiled variant (:func:`base_compute_ms`).
   Two quantiles: p50 prices the objective and the mean, **p95 checks SLOs everywhere**
   (raised to at least p50, as a noisy profile can have p95 < p50).
+
+**Batching: the model assumes none (batch 1), on purpose.** Nodes batch by default
+(``idn.node.batcher``): requests that queue while a run is in flight merge into the
+next run, up to the variant's ``Variant.batch_limit``. The compute model still prices
+every request at the batch-1 profile, for latency and for the capacity rows alike:
+
+* latency: batches form only when requests queue, which the capacity rows (``rho``) are
+  there to prevent; an idle node runs each request alone, at exactly ``t[v, n]``. A
+  merged request waits for and shares a run of ``t(b)`` > ``t(1)``, so pricing it at
+  batched per-sample cost would promise SLOs the node cannot keep at low load.
+* capacity: ``rate * t(1)`` over-counts the cores a batching node uses under load (at
+  batch 32 the zoo's small models cost 3-30x less per sample), so a plan is
+  conservative: it never puts more on a node than it serves unbatched, and batching is
+  headroom that absorbs bursts and estimation error. Variants that batching does not
+  help (``batch_limit`` 1: the imagenet models, dearer per sample when batched) and
+  int8-dynamic ones (never batched) are priced exactly.
+
+So a plan stays valid whatever the node's ``--max-batch``; the price is that the solver
+may use more nodes (or smaller variants) than a batching-aware capacity would need.
 """
 
 from __future__ import annotations

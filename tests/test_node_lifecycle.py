@@ -139,14 +139,34 @@ def test_upload_model_bytes_over_the_repository_api(model_dir):
         n.stop()
 
 
+def _wait_for(cond, what: str, limit_s: float = 30.0) -> None:
+    """Wait until ``cond()`` holds (a state the test needs, not a timing claim)."""
+    end = time.monotonic() + limit_s
+    while not cond():
+        assert time.monotonic() < end, f"never reached: {what}"
+        time.sleep(0.005)
+
+
 def test_dynamic_batching_merges_waiting_requests_and_splits_answers(model_dir):
+    """Deterministic: the one worker is held busy by a gate until all 12 requests are admitted,
+    so the first runs alone (it found the variant idle) and the 11 that queued behind it
+    merge into runs of at most 16 samples: 23 rows at most, 14 or more per full run -> 2 runs."""
+    import threading
+
     n = start_node(model_dir, ["slow", "linear"], max_batch=16, workers=1, inline_max_us=0)
+    gate = threading.Event()
     try:
+        rt = n.server.store.get("slow")
+        n.server.executor.submit(gate.wait, 60)  # the only worker thread waits for the gate
+
         async def scenario():
-            async with AsyncClient(n.address, timeout=30) as ac:
+            async with AsyncClient(n.address, timeout=60) as ac:
                 xs = [np.full((1 + i % 3, 384), i, np.float32) for i in range(12)]
-                res = await asyncio.gather(*(ac.infer("slow", {"x": x}) for x in xs))
-                return xs, res
+                calls = [asyncio.ensure_future(ac.infer("slow", {"x": x})) for x in xs]
+                await asyncio.get_running_loop().run_in_executor(
+                    None, _wait_for, lambda: rt.inflight == 12, "12 requests admitted")
+                gate.set()
+                return xs, await asyncio.gather(*calls)
 
         xs, res = asyncio.run(scenario())
         for x, r in zip(xs, res):
@@ -154,11 +174,65 @@ def test_dynamic_batching_merges_waiting_requests_and_splits_answers(model_dir):
         # Each answer is that request's own rows: rows of request i all derive from the value i.
         vals = [r.output()[:, 0] for r in res]
         assert all(np.allclose(v, v[0]) for v in vals) and len({round(float(v[0]), 3) for v in vals}) == 12
-        b = n.server.store.get("slow").batcher
-        assert b.merged >= 2 and b.batches < 12  # some requests shared a run
+        b = rt.batcher
+        assert b.batches == 3 and b.merged == 11 and b.sizes[1] == 1 and sum(b.sizes.values()) == 3
         assert n.server.store.get("linear").batcher is not None
     finally:
+        gate.set()
         n.stop()
+
+
+def test_runs_per_variant_runs_in_parallel_first_then_merges(model_dir):
+    """With two run slots per variant the first two requests run at once, one per worker;
+    only the ones that arrive while both are busy merge (both workers held by a gate until
+    all 12 are admitted: exactly 2 single runs, then one run of the other 10)."""
+    import threading
+
+    n = start_node(model_dir, ["slow"], max_batch=16, workers=2, runs_per_variant=2, inline_max_us=0)
+    gate = threading.Event()
+    try:
+        rt = n.server.store.get("slow")
+        for _ in range(2):
+            n.server.executor.submit(gate.wait, 60)
+
+        async def scenario():
+            async with AsyncClient(n.address, timeout=60) as ac:
+                xs = [np.full((1, 384), i, np.float32) for i in range(12)]
+                calls = [asyncio.ensure_future(ac.infer("slow", {"x": x})) for x in xs]
+                await asyncio.get_running_loop().run_in_executor(
+                    None, _wait_for, lambda: rt.inflight == 12, "12 requests admitted")
+                gate.set()
+                return xs, await asyncio.gather(*calls)
+
+        xs, res = asyncio.run(scenario())
+        vals = [float(r.output()[0, 0]) for r in res]  # the model is linear: request i answers i * y(1)
+        assert vals == pytest.approx([i * vals[1] for i in range(12)], rel=1e-4, abs=1e-6)
+        assert rt.batcher.sizes == {1: 2, 10: 1}
+    finally:
+        gate.set()
+        n.stop()
+
+
+def test_batching_is_on_by_default_and_idle_requests_run_alone(model_dir):
+    """Default settings batch every batchable variant; a request that finds the variant idle
+    runs at once on its own (no merge, no added wait), and --max-batch 1 turns batching off."""
+    n = start_node(model_dir, ["slow", "linear", "fixed"])
+    try:
+        rt = n.server.store.get("slow")
+        assert rt.batcher is not None and rt.max_batch == 32
+        assert n.server.store.get("fixed").batcher is None  # fixed leading dimension
+        with Client(n.address) as c:
+            for i in range(5):
+                x = np.full((2, 384), i, np.float32)
+                assert c.infer("slow", {"x": x}).output().shape == (2, 384)
+        assert rt.batcher.sizes == {1: 5} and rt.batcher.merged == 0
+    finally:
+        n.stop()
+    off = start_node(model_dir, ["slow"], max_batch=1)
+    try:
+        assert off.server.store.get("slow").batcher is None
+    finally:
+        off.stop()
 
 
 def test_models_without_dynamic_leading_dims_are_not_batched(model_dir):
@@ -168,3 +242,13 @@ def test_models_without_dynamic_leading_dims_are_not_batched(model_dir):
         assert n.server.store.get("failing").batcher is None
     finally:
         n.stop()
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="CPU affinity is Linux-only")
+def test_default_workers_follow_the_cpu_affinity():
+    """A node pinned to one CPU starts one worker, not one per core of the machine (two
+    workers would only time-slice the one CPU)."""
+    code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from idn.node.settings import NodeSettings; print(NodeSettings().workers)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "1"

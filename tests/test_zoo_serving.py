@@ -71,3 +71,24 @@ def test_dynamically_quantized_variants_are_never_batched(tmp_path):
         assert VariantRuntime(v.name, v.path, settings).batcher is None
     fp32 = next(v for v in cat.variants.values() if v.quantization is None)
     assert VariantRuntime(fp32.name, fp32.path, settings).batcher is not None
+
+
+def test_default_batch_limit_comes_from_the_catalog_profile():
+    """With default settings a variant batches up to the largest profiled batch that is no
+    dearer per sample than batch 1: the small digits models up to 32, the imagenet ones
+    (dearer per sample when batched) not at all; an explicit --max-batch overrides it."""
+    from idn.node.runtime import VariantRuntime
+    from idn.node.settings import NodeSettings
+    from idn.node.store import VariantStore
+
+    cat = load_catalog(DEFAULT_CATALOG)
+    store = VariantStore(NodeSettings(), catalog=cat, hardware_class="cpu-x86_64-2c")
+    mlp, lite = cat.variants["digits-mlp-s"], cat.variants["imagenet-lite0"]
+    assert mlp.batch_limit("cpu-x86_64-2c") == 32 and lite.batch_limit("cpu-x86_64-2c") == 1
+    rt = VariantRuntime(mlp.name, mlp.path, NodeSettings(), profile_batch=store.profile_batch(mlp.name))
+    assert rt.batcher is not None and rt.max_batch == 32
+    assert VariantRuntime(lite.name, lite.path, NodeSettings(),
+                          profile_batch=store.profile_batch(lite.name)).batcher is None
+    assert VariantRuntime(lite.name, lite.path, NodeSettings(max_batch=8),
+                          profile_batch=store.profile_batch(lite.name)).max_batch == 8
+    assert VariantRuntime(mlp.name, mlp.path, NodeSettings(max_batch=1)).batcher is None

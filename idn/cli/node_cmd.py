@@ -100,8 +100,13 @@ def node(
                                                   callback=number(0, MAX_MESSAGE_MB, strict_min=True))] = 64.0,
     inline_max_us: Annotated[float, typer.Option(
         help="runs predicted shorter than this stay on the event loop", callback=number(0))] = 200.0,
-    max_batch: Annotated[int, typer.Option(help="dynamic batching: merge waiting requests up to this many "
-                                                "samples per run (1 = off)", callback=number(1, 65536))] = 1,
+    max_batch: Annotated[Optional[int], typer.Option(
+        help="adaptive batching (on by default): requests that queue while a run is in flight merge into "
+             "the next run, up to this many samples (default: the catalog's profile per variant, else 32; "
+             "1 = off)", callback=number(1, 65536))] = None,
+    runs_per_variant: Annotated[int, typer.Option(
+        help="runs of one batched variant in flight at once; requests merge once all are busy "
+             "(0 = one per worker)", callback=number(0, 1024))] = 1,
     stream_max_in_flight: Annotated[int, typer.Option(
         help="requests one ModelStreamInfer stream may hold in the node at once (then it stops reading it)",
         callback=number(1, 65536))] = 64,
@@ -169,7 +174,7 @@ def node(
         providers=tuple(provider) if provider else defaults.providers,
         intra_op_threads=intra_op_threads, workers=workers or defaults.workers, max_queue=max_queue,
         max_message_bytes=int(max_message_mb * 1024 * 1024), inline_max_us=inline_max_us, max_batch=max_batch,
-        grace_s=grace)
+        runs_per_variant=runs_per_variant, grace_s=grace)
     settings = dataclasses.replace(settings, stream_max_in_flight=stream_max_in_flight, forward_stream=forward_stream)
     address = listen or "127.0.0.1:8001"
     config = NodeConfig(listen=address, node_id=node_id, models=models, catalog=cat,

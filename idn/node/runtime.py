@@ -30,7 +30,7 @@ import onnxruntime as ort
 
 from idn.node.batcher import Batcher
 from idn.node.pacing import Pacer
-from idn.node.settings import NodeSettings
+from idn.node.settings import DEFAULT_MAX_BATCH, NodeSettings
 from idn.protocol.status import DataPlaneError, InvalidInput, ModelFailed, Overloaded, Status, echo
 from idn.protocol.tensors import ORT_TYPES, TensorMeta, to_wire_shape
 
@@ -66,7 +66,9 @@ class VariantRuntime:
     """An ONNX model ready to run, with a bounded number of admitted requests."""
 
     def __init__(self, name: str, path: str | Path | bytes, settings: NodeSettings,
-                 executor: Executor | None = None, version: str = "1"):
+                 executor: Executor | None = None, version: str = "1", profile_batch: int | None = None):
+        """``profile_batch``: the batch limit the catalog's profile gives this variant
+        (``Variant.batch_limit``), used when ``settings.max_batch`` is None (the default)."""
         self.name = name
         self.version = version
         self.path = path if isinstance(path, bytes) else Path(path)
@@ -83,9 +85,14 @@ class VariantRuntime:
         self.input_by_name = {m.name: m for m in self.inputs}
         self.output_names = tuple(m.name for m in self.outputs)
         self.output_datatype = {m.name: m.datatype for m in self.outputs}
-        self.batchable = settings.max_batch > 1 and all(
+        # The most samples one merged run may take: an explicit setting wins, else the
+        # catalog's profile, else the default for unprofiled models.
+        self.max_batch = (settings.max_batch if settings.max_batch is not None
+                          else profile_batch if profile_batch is not None else DEFAULT_MAX_BATCH)
+        self.batchable = self.max_batch > 1 and all(
             m.shape and m.shape[0] == -1 for m in (*self.inputs, *self.outputs)) and not batch_dependent(self.path)
-        self.batcher = Batcher(self._execute, settings.max_batch) if self.batchable else None
+        runs = settings.runs_per_variant or settings.workers
+        self.batcher = Batcher(self._execute, self.max_batch, runs) if self.batchable else None
         self.inflight = 0
         self._drained: asyncio.Event | None = None
         self.executor = executor
@@ -186,7 +193,7 @@ class VariantRuntime:
         self.admit(batch, deadline, stretch)
         self.inflight += 1
         try:
-            if self.batcher is not None and batch < self.settings.max_batch:
+            if self.batcher is not None and batch < self.max_batch:
                 return await self.batcher.submit(feeds, outputs, batch)
             return await self._execute(feeds, outputs, batch, deadline)
         finally:

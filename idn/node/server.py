@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -81,11 +82,17 @@ class NodeConfig:
 def grpc_options(settings: NodeSettings) -> list[tuple[str, int]]:
     """The transport reads messages up to twice the node's limit, so that the data plane can
     refuse the ones over the limit with INVALID_ARGUMENT naming it; past twice the limit
-    gRPC itself refuses them (RESOURCE_EXHAUSTED) without reading them into memory."""
+    gRPC itself refuses them (RESOURCE_EXHAUSTED) without reading them into memory.
+
+    SO_REUSEPORT stays off: a second node on a busy port must fail, not silently split
+    the traffic. ``IDN_SO_REUSEPORT=1`` turns it on for the multi-process prototype that
+    ``benchmarks/node.py`` measures (README, "Which multi-core option, and why"): N
+    processes on one port, each with its own plan, stats and admission bound, which is
+    why it is not a supported mode."""
     return [
         ("grpc.max_receive_message_length", 2 * settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 1 if os.environ.get("IDN_SO_REUSEPORT") == "1" else 0),
     ]
 
 
@@ -97,7 +104,8 @@ class NodeServer:
         s = dataclasses.replace(config.settings, slowdown=node.slowdown if (node is not None and config.emulate)
                                 else config.settings.slowdown)
         self.executor = ThreadPoolExecutor(max_workers=s.workers, thread_name_prefix="idn-ort")
-        self.store = VariantStore(s, self.executor, sources=config.models, catalog=config.catalog)
+        self.store = VariantStore(s, self.executor, sources=config.models, catalog=config.catalog,
+                                  hardware_class=node.hardware_class if node is not None else None)
         forwarder = None
         if config.topology is not None:
             forwarder = Forwarder(config.node_id, config.topology, config.emulate, s.forward_timeout_s,

@@ -5,6 +5,19 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+# The batch limit of a variant the catalog does not profile (a model given by path): the
+# largest batch the catalog profiles, and one that every small model in the zoo gains from.
+DEFAULT_MAX_BATCH = 32
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask, not ``os.cpu_count()`` (a node
+    pinned to one core of two would otherwise start two workers that time-slice it)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
 
 @dataclass(frozen=True)
 class NodeSettings:
@@ -14,7 +27,7 @@ class NodeSettings:
     # Threads ONNX Runtime may use inside one model run (0 = ORT's default: all cores).
     intra_op_threads: int = 1
     # Worker threads that run sessions off the event loop (ORT releases the GIL).
-    workers: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    workers: int = field(default_factory=usable_cpus)
     # Requests admitted per variant (running + waiting); the next gets RESOURCE_EXHAUSTED.
     max_queue: int = 64
     # Requests one ModelStreamInfer stream may hold at once (running, or answered and not yet
@@ -30,10 +43,17 @@ class NodeSettings:
     # Runs predicted shorter than this run on the event loop thread: a thread hand-off
     # costs more than the run itself. 0 sends every run to the worker pool.
     inline_max_us: float = 200.0
-    # Dynamic batching: requests for one variant waiting in the same event-loop turn are
-    # merged into one run of at most this many samples (1 = off). Only variants whose
-    # inputs and outputs all have a dynamic leading dimension are batched.
-    max_batch: int = 1
+    # Adaptive batching (idn.node.batcher), on by default: requests for one variant that
+    # queue while a run of it is in flight are merged into its next run, with no added
+    # wait when idle. The most samples per run: None = the catalog's profile for the
+    # variant (Variant.batch_limit: the largest profiled batch no dearer per sample than
+    # batch 1), or DEFAULT_MAX_BATCH for a variant the catalog does not profile; a number
+    # overrides that for every variant (1 = off). Only variants whose inputs and outputs
+    # all have a dynamic leading dimension are batched, never int8-dynamic ones.
+    max_batch: int | None = None
+    # Runs of one batched variant in flight at once (Triton's instance count): requests
+    # merge only once all are busy. 0 = one per worker thread.
+    runs_per_variant: int = 1
     # Timeout for a forwarded request whose caller set no deadline: nothing hangs forever.
     forward_timeout_s: float = 30.0
     # Neighbour health checks (idn.node.neighbours): one every probe_interval_s per node this

@@ -45,8 +45,10 @@ class VariantStore:
     IDN keeps "repository" for the node that serves every task)."""
 
     def __init__(self, settings: NodeSettings, executor: Executor | None = None,
-                 sources: dict[str, Path] | None = None, catalog: Catalog | None = None):
+                 sources: dict[str, Path] | None = None, catalog: Catalog | None = None,
+                 hardware_class: str | None = None):
         self.settings = settings
+        self.hardware_class = hardware_class  # the node's, to read the catalog's profiles
         self.executor = executor
         self.catalog = catalog
         self.sources: dict[str, Path] = dict(sources or {})
@@ -78,6 +80,13 @@ class VariantStore:
             return self.catalog.variants[name].path
         raise ModelNotFound(f"model '{echo(name)}' is not in this node's repository; known models: "
                             f"{_names(self.known())}")
+
+    def profile_batch(self, name: str) -> int | None:
+        """The batch limit the catalog's profile gives a variant on this node's hardware
+        class (None: not in the catalog or not profiled, the node's default applies)."""
+        if self.catalog is None or name not in self.catalog.variants:
+            return None
+        return self.catalog.variants[name].batch_limit(self.hardware_class)
 
     def get(self, name: str) -> VariantRuntime:
         rt = self.loaded.get(name)
@@ -158,7 +167,7 @@ class VariantStore:
                         raise DataPlaneError(f"model '{name}': {source} hashes to {got}, the catalog says {want}",
                                              Status.FAILED_PRECONDITION)
                 rt = await loop.run_in_executor(self.executor, VariantRuntime, name, source, self.settings,
-                                                self.executor)
+                                                self.executor, "1", self.profile_batch(name))
             except DataPlaneError as e:
                 self.states[name] = ModelState(name, "UNAVAILABLE", str(e))
                 raise

@@ -7,7 +7,10 @@ placement p = (n, v) and y[i] in [0,1] per useful triple i = (r, n, v)::
     s.t. sum_{i of r} y[i] = 1                     every class fully served
          y[i] <= x[p_i]                            (disaggregated linking, one row per triple)
          sum_{p at n} size[p] x[p] <= mem[n]       memory
-         sum_{i at n} load[i] y[i] <= rho cores[n] compute (load = rate * t / 1000)
+         sum_{i at n} load[i] y[i] <= rho cores[n] compute (load = rate * t / 1000;
+                                                   t at batch 1: nodes batch under load,
+                                                   the model does not count on it, see
+                                                   idn.latency "Batching")
          sum_p price[n_p] size[p] x[p] <= budget   deployment cost (when a budget is given)
 
 *Why disaggregated linking.* The aggregate form ``sum_{r} y[r,n,v] <= R x[n,v]`` admits
