@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -315,20 +315,7 @@ class AsyncClient:
 
     async def _stream_call(self, request: pb.ModelInferRequest, timeout: float | None) -> pb.ModelInferResponse:
         """``_call`` over streams: the same failover, one deadline for all attempts."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        order = self.failover.order()
-        for i, addr in enumerate(order):
-            last = i == len(order) - 1
-            try:
-                resp = await self._stream(addr).send(request, _remaining(deadline))
-            except grpc.RpcError as e:
-                if last or not self.failover.should_retry(e) or (deadline is not None and time.monotonic() >= deadline):
-                    raise
-                self.failover.failed(addr)
-                continue
-            self.failover.answered(addr, i)
-            return resp
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        return await self._failover(lambda addr, left, last: self._stream(addr).send(request, left), timeout)
 
     def _endpoint(self, address: str) -> tuple[grpc.aio.Channel, pb_grpc.GRPCInferenceServiceStub]:
         if address not in self._stubs:
@@ -337,13 +324,20 @@ class AsyncClient:
         return self._stubs[address]
 
     async def _call(self, method: str, request: Any, timeout: float | None) -> Any:
+        return await self._failover(
+            lambda addr, left, last: getattr(self._endpoint(addr)[1], method)(
+                request, timeout=left, wait_for_ready=self.wait_for_ready and last), timeout)
+
+    async def _failover(self, attempt: Callable[[str, float | None, bool], Awaitable[Any]],
+                        timeout: float | None) -> Any:
+        """``attempt(address, seconds left, is_last)`` on each address in failover order until
+        one answers; one deadline for all attempts (the sync ``Client._call`` does the same)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         order = self.failover.order()
         for i, addr in enumerate(order):
             last = i == len(order) - 1
             try:
-                resp = await getattr(self._endpoint(addr)[1], method)(request, timeout=_remaining(deadline),
-                                                                     wait_for_ready=self.wait_for_ready and last)
+                resp = await attempt(addr, _remaining(deadline), last)
             except grpc.RpcError as e:
                 if last or not self.failover.should_retry(e) or (deadline is not None and time.monotonic() >= deadline):
                     raise

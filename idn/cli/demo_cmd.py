@@ -7,16 +7,12 @@ import shutil
 from pathlib import Path
 from typing import Annotated, Optional
 
-import grpc
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from idn.cli.app import app
-from idn.config import ConfigError
 from idn.demo import AGREEMENT, DEMO_SCENARIO, DemoOptions, DemoResult, draw_pareto, explain, load_scenario, run_demo
-from idn.launcher import LaunchError
-from idn.placement import NoPlan
 
 _WIDTH = shutil.get_terminal_size((160, 40)).columns
 out = Console(width=_WIDTH)
@@ -94,16 +90,10 @@ def demo(
                       json_out=None if json_out == Path("results/demo.json") else json_out,
                       png_out=None if png_out == Path("results/demo-pareto.png") else png_out)
         return
-    try:
-        opts = DemoOptions(scenario=load_scenario(scenario), duration_s=duration, warmup_s=warmup, seed=seed,
-                           calibrate=calibrate)
-        res = run_demo(opts, say=lambda s: err.print(s, highlight=False))
-    except (ConfigError, LaunchError, NoPlan) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(1) from None
-    except grpc.RpcError as e:
-        err.print(f"[red]error:[/red] a node answered {e.code().name}: {e.details()}", highlight=False)
-        raise typer.Exit(1) from None
+    # errors (ConfigError, LaunchError, NoPlan, a node's RpcError) end in one line: idn.cli.app.report
+    opts = DemoOptions(scenario=load_scenario(scenario), duration_s=duration, warmup_s=warmup, seed=seed,
+                       calibrate=calibrate)
+    res = run_demo(opts, say=lambda s: err.print(s, highlight=False))
     try:
         res.pareto_png = str(draw_pareto(res, png_out))
     except ImportError:  # matplotlib is the `plot` extra (make run installs it)

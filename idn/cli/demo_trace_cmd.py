@@ -7,12 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
-import grpc
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from idn.config import ConfigError
 from idn.demo_trace import (
     DEMO_TOPOLOGY,
     RUNS,
@@ -23,8 +21,6 @@ from idn.demo_trace import (
     trace_path,
     verdict,
 )
-from idn.launcher import LaunchError
-from idn.placement import NoPlan
 
 _WIDTH = shutil.get_terminal_size((160, 40)).columns
 out = Console(width=_WIDTH)
@@ -66,14 +62,8 @@ def run_trace_cmd(trace: str, *, speed: float, topology: Path | None, catalog: P
     path = trace_path(trace)
     opts = TraceDemoOptions(trace=path, topology=topology or DEMO_TOPOLOGY, catalog=catalog, speed=speed, seed=seed,
                             static_on=static_on, calibrate=calibrate, warmup_s=1.0 if warmup is None else warmup)
-    try:
-        res = run_trace_demo(opts, say=lambda s: err.print(s, highlight=False))
-    except (ConfigError, LaunchError, NoPlan) as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
-        raise typer.Exit(1) from None
-    except grpc.RpcError as e:
-        err.print(f"[red]error:[/red] a node answered {e.code().name}: {e.details()}", highlight=False)
-        raise typer.Exit(1) from None
+    # errors (ConfigError, LaunchError, NoPlan, a node's RpcError) end in one line: idn.cli.app.report
+    res = run_trace_demo(opts, say=lambda s: err.print(s, highlight=False))
     stem = f"results/demo-trace-{res.trace or path.stem}"
     png = png_out or Path(f"{stem}.png")
     try:
