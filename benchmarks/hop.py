@@ -6,7 +6,7 @@ Side by side in one run, same request bytes, same serving node (issue #5, item 8
                  the cloud, so the edge resolves it and forwards with idn.target) -> cloud,
                  one ModelInfer call per forward (--no-forward-stream);
   - idn hop (stream): the same through a second edge, edge-s, forwarding over a
-                 ModelStreamInfer stream to the cloud (--forward-stream, opt-in: not yet the default;
+                 ModelStreamInfer stream to the cloud (--forward-stream, the default;
                  issue #9, item 3);
   - bare hop:    client -> a grpc.aio proxy that forwards the request bytes unchanged
                  (no decoding, one pooled channel) -> cloud.

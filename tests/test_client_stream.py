@@ -46,6 +46,25 @@ def test_the_same_request_id_twice_in_flight_is_kept_apart(node):
     assert len({g.outputs["logits"].tobytes() for g in got}) == 8  # each its own answer
 
 
+def test_caller_ids_that_look_like_made_up_ones_do_not_collide(node):
+    """Ids like '#s3' are what a stream makes up for a caller without one (and what a node
+    forwarding over a stream sends on). Mixed with id-less requests in flight at once on one
+    stream, each request still gets its own answer: the wire id is always the stream's own."""
+    ids = ["", "#s1", "", "#s2", "", "#s3", "", "#s0", "#s4#s1", ""] * 3
+
+    async def go():
+        async with AsyncClient(node.address) as unary, AsyncClient(node.address, stream=True) as streamed:
+            want = await asyncio.gather(*(unary.infer("linear", {"input": rows(i)}) for i in range(len(ids))))
+            got = await asyncio.wait_for(asyncio.gather(*(
+                streamed.infer("linear", {"input": rows(i)}, request_id=rid) for i, rid in enumerate(ids))), 10)
+            return want, got
+
+    want, got = asyncio.run(go())
+    for rid, w, g in zip(ids, want, got):
+        assert g.id == rid
+        np.testing.assert_allclose(g.outputs["logits"], w.outputs["logits"], rtol=1e-6)
+
+
 def test_an_error_raises_for_its_request_and_the_stream_goes_on(node):
     async def go():
         async with AsyncClient(node.address, stream=True) as c:

@@ -166,7 +166,9 @@ def test_kill_9_the_regional_node_loses_nothing_and_it_comes_back_within_a_secon
     for ingress, res in results.items():
         errors = [r for r in res if r[1] != "ok"]
         assert not errors, (ingress, errors[:3])  # nothing was lost: in-flight requests were re-routed too
-        during = [r[2] for r in res if killed + 0.05 < r[0] < ready - 0.05]
+        # (a margin each side: on a loaded machine a request sent just after os.kill can still
+        # reach the process before it is scheduled to die)
+        during = [r[2] for r in res if killed + 0.2 < r[0] < ready - 0.05]
         assert during, ingress
         # the regional node is routed around: edge-a's class over its backup link to the
         # repository, edge-b's straight to the cloud past its dead parent
@@ -210,7 +212,10 @@ def test_no_live_route_fails_fast_naming_the_dead_hop(launched):
         with pytest.raises(grpc.RpcError) as e:
             c.infer("toy", X)
         assert time.monotonic() - t0 < 1.0
-        assert e.value.code() == grpc.StatusCode.UNAVAILABLE and "regional" in e.value.details()
+        # it names a dead hop: regional (its parent), or cloud when it already knew the parent
+        # was down and tried its backup link first (which is first is a race between probes)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
+        assert "regional" in e.value.details() or "cloud is down" in e.value.details(), e.value.details()
     with Client(st.nodes["edge-a"].address, timeout=3.0) as c:
         r = c.infer("toy", X)  # a local variant: the degraded answer
         assert (r.node, r.degraded) == ("edge-a", True)

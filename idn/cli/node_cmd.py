@@ -112,7 +112,7 @@ def node(
         callback=number(1, 65536))] = 64,
     forward_stream: Annotated[bool, typer.Option(
         help="forward to each neighbour over ModelStreamInfer streams (the cheaper hop, README 'Streaming'); "
-             "--no-forward-stream: a ModelInfer call per forwarded request")] = False,
+             "--no-forward-stream: a ModelInfer call per forwarded request")] = True,
     grace: Annotated[float, typer.Option(help="seconds in-flight requests get on SIGTERM",
                                          callback=number(0))] = 5.0,
     log_level: Annotated[str, typer.Option(help=", ".join(LOG_LEVELS),

@@ -35,7 +35,7 @@ class NodeSettings:
     stream_max_in_flight: int = 64
     # Forward to each neighbour over one ModelStreamInfer stream instead of a ModelInfer call
     # per request: the cheaper hop (README "Streaming": benchmarks/hop.py, both in one run).
-    forward_stream: bool = False  # off by default: README "Streaming" names the open defect
+    forward_stream: bool = True
     # gRPC message size limit, both directions.
     max_message_bytes: int = 64 * 1024 * 1024
     # Largest tensor accepted, in elements (guards against absurd shapes).

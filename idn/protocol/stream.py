@@ -1,8 +1,8 @@
 """Many concurrent requests over one ``ModelStreamInfer`` stream, matched to answers by ``id``.
 
 A stream answers out of order, so each request in flight needs an id of its own: the
-caller's ``request.id`` when it is not already in flight on this stream, else one this
-class makes up (the caller's id is put back in the answer). ``send`` awaits the request's
+caller's ``request.id`` with a suffix unique on this stream (the caller's id is put back
+in the answer). ``send`` awaits the request's
 own answer; a request answered with ``error_message`` raises :class:`StreamAnswerError`, a
 ``grpc.RpcError`` with the status the node sent in ``idn.status``, so callers handle it
 like a unary call's error; the stream goes on. When the stream itself ends (the peer
@@ -94,7 +94,11 @@ class InferStream:
         if self.broken is not None:
             raise self.broken
         asked = request.id
-        rid = asked if asked and asked not in self.waiting else f"{asked}#s{next(self._ids)}"
+        # Always a wire id of this stream's own: the counter after the last '#s' makes it
+        # unique. (Keeping the caller's id when it was free let a made-up id collide with an
+        # id a caller had chosen, e.g. one an upstream node's stream had made up: the second
+        # waiter replaced the first, which got the other's answer or none.)
+        rid = f"{asked}#s{next(self._ids)}"
         request.id = rid
         fut: asyncio.Future[pb.ModelStreamInferResponse] = asyncio.get_running_loop().create_future()
         self.waiting[rid] = fut
