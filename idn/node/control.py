@@ -45,7 +45,7 @@ class ControlServicer(cpb_grpc.NodeControlServicer):
             id=dp.node_id, tier=n.tier if n else "", address=self.address,
             mem_mb=n.mem_mb if n else 0.0, cores=n.cores if n else 0.0,
             variants=sorted(dp.store.loaded), plan_version=self.deployment.version, ready=dp.ready(),
-            hardware_class=(n.hardware_class or "") if n else "", slowdown=dp.slowdown,
+            hardware_class=(n.hardware_class or "") if n else "", slowdown=dp.settings.slowdown,
             repository=bool(n.repository) if n else True)
 
     @answers_errors

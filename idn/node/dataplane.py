@@ -146,7 +146,6 @@ class DataPlane:
         self.node_id = node_id
         self.router = router or RoutingTable(node_id, None, store.catalog)
         self.forwarder = forwarder
-        self.slowdown = settings.slowdown  # emulation: local compute takes this many times longer
         # What the repository may hold when it loads on demand (None: it never does).
         self.memory_bytes = memory_bytes
         self.stats = StatsBook()
@@ -358,7 +357,7 @@ class DataPlane:
         feeds, batch = self.decode_inputs(rt, request.inputs)
         if request.outputs:
             rt.check_outputs(request.outputs)
-        arrays = await rt.run(feeds, request.outputs, batch, deadline=request.deadline, stretch=self.slowdown)
+        arrays = await rt.run(feeds, request.outputs, batch, deadline=request.deadline)
         names = request.outputs or rt.output_names
         dt = rt.output_datatype
         outputs = [OutputTensor(n, dt[n], a) for n, a in zip(names, arrays)]

@@ -162,8 +162,10 @@ class VariantRuntime:
         self._us_per_sample = per_sample if est is None else est + _EWMA * (per_sample - est)
         return result, wall, cpu
 
-    def admit(self, batch: int, deadline: float | None, stretch: float = 1.0) -> None:
-        """Refuse now what cannot finish in time (module docstring); ``stretch``: emulated slowdown."""
+    def admit(self, batch: int, deadline: float | None) -> None:
+        """Refuse now what cannot finish in time (module docstring); a run counts stretched by
+        the emulated slowdown (``settings.slowdown``)."""
+        stretch = self.settings.slowdown
         if self.inflight >= self.settings.max_queue:
             raise Overloaded(f"model '{self.name}' has {self.inflight} requests admitted "
                              f"(limit {self.settings.max_queue}); retry later")
@@ -187,10 +189,10 @@ class VariantRuntime:
                          f"{left * 1e3:.1f} ms left of the deadline; refused rather than run late")
 
     async def run(self, feeds: dict[str, np.ndarray], outputs: Sequence[str] | None, batch: int,
-                  deadline: float | None = None, stretch: float = 1.0) -> list[np.ndarray]:
+                  deadline: float | None = None) -> list[np.ndarray]:
         """Run with admission control: at most ``max_queue`` requests admitted at once, and only
         those that can finish by their deadline (``admit``)."""
-        self.admit(batch, deadline, stretch)
+        self.admit(batch, deadline)
         self.inflight += 1
         try:
             if self.batcher is not None and batch < self.max_batch:
